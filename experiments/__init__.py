@@ -1,0 +1,1 @@
+"""absl binaries and config files that train, evaluate, compare and benchmark the models."""

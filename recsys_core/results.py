@@ -1,0 +1,106 @@
+"""Result files: one JSON per benchmark/experiment run (schema: shared/docs/results.md).
+
+Every number quoted in the docs comes from one of these files, which record the command,
+git commit, date, machine and wall time of the run that produced them.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   "experiments", "results")
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+  """Returns {"mean", "std", "values"} (population std) for a list of per-seed values."""
+  arr = np.asarray(values, np.float64)
+  return {"mean": float(arr.mean()), "std": float(arr.std()), "values": [float(v) for v in arr]}
+
+
+def git_commit() -> str:
+  """The checkout's HEAD sha, with '+dirty' when tracked files differ from it."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return sha + ("+dirty" if dirty else "")
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def machine_description() -> str:
+  """A short description of the machine and JAX backend the run used."""
+  desc = f"{os.cpu_count()}-core {platform.machine()} {platform.system()}, Python {platform.python_version()}"
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    devs = jax.devices()
+    desc += f", jax {jax.__version__} on {len(devs)}x {devs[0].device_kind}"
+  except Exception:  # pylint: disable=broad-except
+    pass
+  return desc
+
+
+def command_line() -> str:
+  """The command that started this process, as a re-runnable string."""
+  argv = list(sys.argv)
+  if argv and argv[0].endswith(".py"):
+    mod = os.path.relpath(os.path.abspath(argv[0]), os.getcwd())
+    if not mod.startswith(".."):
+      argv[0] = "-m " + mod[:-3].replace(os.sep, ".")
+  return "python " + " ".join(shlex.quote(a) if not a.startswith("-m ") else a for a in argv)
+
+
+def write_result(*, name: str, dataset: str, protocol: str, model: str,
+                 config: Mapping[str, Any], metrics: Mapping[str, Any], seeds: Sequence[int],
+                 wall_seconds: float, results_dir: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> str:
+  """Writes experiments/results/<name>.json atomically and returns its path.
+
+  `metrics` maps lowercase metric keys to either a {"mean","std","values"} dict or a list
+  of per-seed values (summarised here) or a single float (stored as a one-value summary).
+  """
+  out = {}
+  for key, value in metrics.items():
+    if isinstance(value, Mapping):
+      out[key] = dict(value)
+    elif isinstance(value, (list, tuple, np.ndarray)):
+      out[key] = summarize(value)
+    else:
+      out[key] = summarize([value])
+  record = {
+      "name": name, "dataset": dataset, "protocol": protocol, "model": model,
+      "config": dict(config), "metrics": out, "seeds": [int(s) for s in seeds],
+      "command": command_line(), "commit": git_commit(),
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+      "machine": machine_description(), "wall_seconds": round(float(wall_seconds), 3),
+  }
+  if extra:
+    record.update(extra)
+  results_dir = results_dir or DEFAULT_RESULTS_DIR
+  os.makedirs(results_dir, exist_ok=True)
+  path = os.path.join(results_dir, f"{name}.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=2, sort_keys=False, default=_json_default)
+    f.write("\n")
+  os.replace(tmp, path)  # atomic: a reader never sees a half-written result
+  return path
+
+
+def _json_default(obj):
+  if isinstance(obj, np.generic):
+    return obj.item()
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  return str(obj)
