@@ -1,0 +1,161 @@
+"""Item attributes (one id per item), used e.g. as Phoenix "authors".
+
+Each loader returns `(attr, vocab)`:
+  attr:  [I] int32 attribute id per item, aligned to the given `item_ids` (the
+         `Interactions.item_ids` of the dataset); 0 = unknown.
+  vocab: [A + 1] list, vocab[a] describes attribute id a; vocab[0] = "<unknown>".
+Attribute ids 1..A are assigned in increasing order of the attribute's label.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from recsys_core.data import parsing
+from recsys_core.data.loaders import find_file
+from recsys_core.data.parsing import DataFormatError, PathLike
+
+UNKNOWN = "<unknown>"
+SASREC_ITEM_MAP = "sasrec_item_to_movieid.txt"
+
+
+def _encode(labels: Sequence, unknown_mask: np.ndarray) -> tuple[np.ndarray, list]:
+  """Dense ids 1..A for the known labels (sorted), 0 for unknown ones."""
+  known = sorted({lab for lab, unk in zip(labels, unknown_mask) if not unk})
+  index = {lab: i + 1 for i, lab in enumerate(known)}
+  attr = np.array([0 if unk else index[lab] for lab, unk in zip(labels, unknown_mask)],
+                  np.int32)
+  return attr, [UNKNOWN] + list(known)
+
+
+def _read_pairs(path: str) -> dict[int, int]:
+  """Reads `a b` integer pairs, one per line (e.g. sasrec_item_to_movieid.txt)."""
+  lines = parsing.normalize(parsing.read_bytes(path), path).split(b"\n")
+  cols = parsing.parse_table(b"\n".join(b" ".join(line.split()) for line in lines), path,
+                             delimiter=b" ", columns=[("sasrec_id", int), ("original_id", int)],
+                             first_line=1)
+  return dict(zip(cols["sasrec_id"].tolist(), cols["original_id"].tolist()))
+
+
+def read_ml1m_movies(movies_dat_path: PathLike) -> dict[int, tuple[str, list[str]]]:
+  """Parses ML-1M movies.dat (`MovieID::Title::Genres`, Latin-1) to {id: (title, genres)}."""
+  text = parsing.decode_text(parsing.read_bytes(movies_dat_path), movies_dat_path, "latin-1")
+  body = parsing.normalize(text.encode("utf-8"), movies_dat_path)
+  out = {}
+  for i, raw in enumerate(body.split(b"\n")):
+    fields = raw.decode("utf-8").split("::")
+    if len(fields) != 3:
+      raise DataFormatError(movies_dat_path, "expected 'MovieID::Title::Genres', found "
+                            f"{len(fields)} '::'-separated fields", line=i + 1)
+    try:
+      movie_id = int(fields[0])
+    except ValueError:
+      raise DataFormatError(movies_dat_path, f"expected an integer, found {fields[0]!r}",
+                            line=i + 1, field="MovieID") from None
+    out[movie_id] = (fields[1], [g for g in fields[2].split("|") if g])
+  return out
+
+
+def load_ml1m_genres(movies_dat_path: PathLike, item_ids: np.ndarray,
+                     item_map_path: Optional[PathLike] = "auto") -> tuple[np.ndarray, list]:
+  """The first listed genre of each ML-1M item.
+
+  Args:
+    movies_dat_path: movies.dat (plain or gzip).
+    item_ids: [I] the dataset's original item ids.
+    item_map_path: a `sas_item MovieID` file translating `item_ids` to MovieIDs.
+      "auto" (default): sasrec_item_to_movieid.txt(.gz) next to movies.dat, which is what
+      the "ml-1m" dataset (SASRec ids) needs; None: `item_ids` already are MovieIDs (the
+      "ml-1m-full" dataset).
+
+  Returns:
+    (attr [I] int32 genre id, 0 = unknown; vocab of genre names, vocab[0] = "<unknown>").
+  """
+  movies = read_ml1m_movies(movies_dat_path)
+  movie_ids = np.asarray(item_ids, np.int64)
+  if item_map_path == "auto":
+    item_map_path = find_file(os.path.dirname(os.fspath(movies_dat_path)), SASREC_ITEM_MAP)
+  if item_map_path is not None:
+    mapping = _read_pairs(os.fspath(item_map_path))
+    movie_ids = np.array([mapping.get(int(i), -1) for i in movie_ids], np.int64)
+  labels = [movies[m][1][0] if m in movies and movies[m][1] else "" for m in movie_ids.tolist()]
+  unknown = np.array([lab == "" for lab in labels], bool)
+  if unknown.any():
+    logging.warning("%s: %d of %d items have no genre", movies_dat_path, int(unknown.sum()),
+                    len(labels))
+  return _encode(labels, unknown)
+
+
+def _split_brand(attribute_lists: dict[str, list[int]]) -> set[int]:
+  """The attribute ids that are brands.
+
+  The S3-Rec preprocessing writes, per item, [brand (if known)] + the item's categories
+  (top-level category first). A brand therefore only ever stands first in a list, while
+  every category (the top-level ones included) also stands after a brand somewhere. The
+  brands are the ids that never appear at a position > 0. (A brand whose name equals a
+  category name shares that category's id and is counted as a category.)
+  """
+  first, later = set(), set()
+  for values in attribute_lists.values():
+    if values:
+      first.add(values[0])
+      later.update(values[1:])
+  return first - later
+
+
+def load_item_attributes(json_path: PathLike, item_ids: np.ndarray, field: str = "brand",
+                         level: int = -1) -> tuple[np.ndarray, list]:
+  """One attribute per item from an Amazon S3-Rec `*_item2attributes.json(.gz)`.
+
+  The file is {"item_id": [attr_id, ...]}: per item the brand (when known) followed by
+  its categories (top-level first), all sharing one id space with no names.
+
+  Args:
+    json_path: the JSON file (plain or gzip).
+    item_ids: [I] the dataset's original item ids (the ids in the sequence file).
+    field: "brand" (the item's brand, 0 when it has none: about 38% of Beauty items and
+      1% of Sports items) or "category" (one of its categories, see `level`).
+    level: for field="category", which category: 0 = top level (Beauty: 6 values; in
+      Sports nearly every item shares one), 1 = the next one, ..., -1 (default) = the
+      last listed, the most specific (Beauty ~195 values, Sports ~960). Items with fewer
+      categories get the last one they have.
+
+  Returns:
+    (attr [I] int32, 0 = unknown; vocab: vocab[a] = the original attribute id in the
+    file, vocab[0] = "<unknown>").
+  """
+  if field not in ("brand", "category"):
+    raise ValueError(f"field must be 'brand' or 'category', got {field!r}")
+  path = os.fspath(json_path)
+  text = parsing.decode_text(parsing.read_bytes(path), path)
+  try:
+    table = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise DataFormatError(path, f"invalid JSON ({e.msg})", line=e.lineno) from None
+  if not isinstance(table, dict) or not all(
+      isinstance(v, list) and all(isinstance(a, int) for a in v) for v in table.values()):
+    raise DataFormatError(path, 'expected a JSON object {"item_id": [attribute ids]}')
+  brands = _split_brand(table)
+  labels, unknown = [], []
+  missing = 0
+  for item in np.asarray(item_ids).tolist():
+    values = table.get(str(item))
+    if values is None:
+      missing += 1
+      values = []
+    has_brand = bool(values) and values[0] in brands
+    if field == "brand":
+      label = values[0] if has_brand else None
+    else:
+      cats = values[1:] if has_brand else values
+      label = (cats[level] if -len(cats) <= level < len(cats) else cats[-1]) if cats else None
+    labels.append(label)
+    unknown.append(label is None)
+  if missing:
+    logging.warning("%s: %d of %d items are not in the file", path, missing, len(labels))
+  attr, vocab = _encode(labels, np.array(unknown, bool))
+  return attr, vocab
