@@ -1,0 +1,134 @@
+"""Typed configuration of the autoencoder, filled from the ml_collections experiment config.
+
+`AEConfig.from_config_dict(cfg)` reads the sections `model`, `loss`, `ratings`, `data`,
+`train` and `recommend` of an `ml_collections.ConfigDict` (see experiments/configs/anime_ae.py);
+each section becomes a frozen dataclass whose `.make(...)` builds the piece it configures.
+Unknown keys are errors, so a typo in `--config.model.hiden_dim` fails loudly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from anime_ae.losses import LossConfig
+from anime_ae.model import ModelConfig
+from anime_ae.profiles import InputDropout
+from anime_ae.ratings import RatingTransform, infer_scale
+from anime_ae.recommend import RecommendConfig
+from recsys_core.train.optim import OptimizerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingsConfig:
+  """The hybrid rating transform (anime_ae.ratings); lo/hi None = inferred from the data."""
+  lo: Optional[float] = None
+  hi: Optional[float] = None
+  neutral: Optional[float] = None
+  tau: Optional[float] = None
+  z_clip: float = 2.0
+  std_floor: Optional[float] = None
+  dropped_mode: str = "fixed"
+  dropped_rating: float = 2.0
+  dropped_k: float = 1.5
+  dropped_in_loss: bool = True
+
+  def make(self, ratings: Optional[np.ndarray] = None) -> RatingTransform:
+    lo, hi = self.lo, self.hi
+    if lo is None or hi is None:
+      dlo, dhi = infer_scale(ratings)
+      lo = dlo if lo is None else lo
+      hi = dhi if hi is None else hi
+    return RatingTransform(lo=lo, hi=hi, neutral=self.neutral, tau=self.tau, z_clip=self.z_clip,
+                           std_floor=self.std_floor, dropped_mode=self.dropped_mode,
+                           dropped_rating=self.dropped_rating, dropped_k=self.dropped_k,
+                           dropped_in_loss=self.dropped_in_loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Profile filters and input dropout.
+
+  min_ratings: keep profiles with at least this many explicit ratings (seed: 30).
+  keep_statuses: watch statuses to keep; a no-op for data without a status column (the anime
+    subsample and MovieLens have none).
+  dropout_rate / dropout_spread: input dropout fraction rate * (1 + U(-spread, spread)).
+  """
+  min_ratings: int = 30
+  keep_statuses: Optional[tuple] = None
+  dropout_rate: float = 0.4
+  dropout_spread: float = 0.4
+
+  def make(self) -> InputDropout:
+    return InputDropout(self.dropout_rate, self.dropout_spread)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Adam with a low learning rate and reduce-on-plateau, for a fixed number of steps."""
+  steps: int = 2000
+  batch_size: int = 256
+  learning_rate: float = 5e-4
+  clip_norm: Optional[float] = None
+  plateau: bool = True
+  plateau_factor: float = 0.5
+  plateau_patience: int = 10
+  plateau_cooldown: int = 0
+  plateau_accumulation_size: int = 25
+  plateau_min_scale: float = 0.01
+  seed: int = 0
+  log_every: int = 100
+  eval_every: int = 0          # 0 = validate only at the end
+  checkpoint_every: int = 0    # 0 = only the final checkpoint
+
+  def make(self) -> OptimizerConfig:
+    return OptimizerConfig(name="adam", learning_rate=self.learning_rate, clip_norm=self.clip_norm,
+                           plateau=self.plateau, plateau_factor=self.plateau_factor,
+                           plateau_patience=self.plateau_patience,
+                           plateau_cooldown=self.plateau_cooldown,
+                           plateau_accumulation_size=self.plateau_accumulation_size,
+                           plateau_min_scale=self.plateau_min_scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class AEConfig:
+  model: ModelConfig = ModelConfig()
+  loss: LossConfig = LossConfig()
+  ratings: RatingsConfig = RatingsConfig()
+  data: DataConfig = DataConfig()
+  train: TrainConfig = TrainConfig()
+  recommend: RecommendConfig = RecommendConfig()
+
+  @classmethod
+  def from_config_dict(cls, cfg: Any) -> "AEConfig":
+    """Builds the typed config from a ConfigDict / mapping with the six sections."""
+    sections = {}
+    for field in dataclasses.fields(cls):
+      section = _get(cfg, field.name)
+      sections[field.name] = _build(field.type_cls if hasattr(field, "type_cls") else
+                                    type(field.default), section, field.name)
+    return cls(**sections)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _get(cfg: Any, key: str):
+  if cfg is None:
+    return None
+  if isinstance(cfg, Mapping):
+    return cfg.get(key)
+  return getattr(cfg, key, None) if key in cfg else None
+
+
+def _build(dc_type, section: Any, where: str):
+  if section is None:
+    return dc_type()
+  values = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+  names = {f.name for f in dataclasses.fields(dc_type)}
+  unknown = sorted(set(values) - names)
+  if unknown:
+    raise ValueError(f"config.{where}: unknown keys {unknown}; known: {sorted(names)}")
+  values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+  return dc_type(**values)

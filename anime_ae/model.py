@@ -1,0 +1,82 @@
+"""The two-head denoising autoencoder (dm-haiku), as in the seed's Flax `Recommender`.
+
+  input  [B, 2I] = concat(normalised ratings [B, I], presence flags [B, I])
+  encoder Dense(hidden) -> swish -> Dense(bottleneck, name "bottleneck")
+  z = bottleneck + N(0, noise_std^2)  (training only; apply with is_training=False is deterministic)
+  presence head: Dense(hidden/2) -> swish -> Dense(hidden) -> swish -> Dense(I)  = item_logits
+  rating head:   Dense(hidden/2) -> swish -> Dense(hidden) -> swish -> Dense(I)  = rating_pred
+  log_var_presence, log_var_rating: learnable scalars (Kendall et al. 2018 uncertainty weights)
+
+`shared_decoder=True` (an ablation) runs one Dense(hidden/2) -> Dense(hidden) trunk for both
+output layers instead of two separate heads.
+
+Shape glossary: B batch, I items (corpus), H hidden, Z bottleneck.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+
+class AEOutput(NamedTuple):
+  item_logits: jax.Array       # [B, I] presence logits (softmax over the corpus)
+  rating_pred: jax.Array       # [B, I] predicted normalised rating
+  log_var_presence: jax.Array  # [] learnable log-variance of the presence task
+  log_var_rating: jax.Array    # [] learnable log-variance of the rating task
+  bottleneck: jax.Array        # [B, Z] bottleneck activations (before the noise)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of the autoencoder (defaults: the seed's)."""
+  hidden_dim: int = 1024
+  bottleneck_dim: int = 512
+  noise_std: float = 0.1
+  shared_decoder: bool = False
+
+  def make(self, num_items: int) -> hk.Transformed:
+    """Returns the haiku-transformed forward fn(x_rating, x_presence, is_training) -> AEOutput."""
+    cfg = self
+
+    def forward(x_rating, x_presence, is_training: bool = False):
+      return TwoHeadAE(cfg, num_items)(x_rating, x_presence, is_training)
+
+    return hk.transform(forward)
+
+
+class TwoHeadAE(hk.Module):
+  """Encoder with a noisy bottleneck and two decoder heads (presence, rating)."""
+
+  def __init__(self, config: ModelConfig, num_items: int, name: Optional[str] = None):
+    super().__init__(name=name or "two_head_ae")
+    self.config = config
+    self.num_items = num_items
+
+  def __call__(self, x_rating, x_presence, is_training: bool = False) -> AEOutput:
+    cfg = self.config
+    x = jnp.concatenate([x_rating, x_presence], axis=-1)                 # [B, 2I]
+    h = jax.nn.swish(hk.Linear(cfg.hidden_dim, name="encoder")(x))         # [B, H]
+    bottleneck = hk.Linear(cfg.bottleneck_dim, name="bottleneck")(h)      # [B, Z]
+    z = bottleneck
+    if is_training and cfg.noise_std > 0:
+      z = z + cfg.noise_std * jax.random.normal(hk.next_rng_key(), z.shape, z.dtype)
+    if cfg.shared_decoder:
+      d1 = d2 = _trunk(z, cfg.hidden_dim, "dec_shared")
+    else:
+      d1 = _trunk(z, cfg.hidden_dim, "dec_item")
+      d2 = _trunk(z, cfg.hidden_dim, "dec_rating")
+    item_logits = hk.Linear(self.num_items, name="item_logits")(d1)       # [B, I]
+    rating_pred = hk.Linear(self.num_items, name="rating_pred")(d2)       # [B, I]
+    log_var_presence = hk.get_parameter("log_var_presence", (), init=jnp.zeros)
+    log_var_rating = hk.get_parameter("log_var_rating", (), init=jnp.zeros)
+    return AEOutput(item_logits, rating_pred, log_var_presence, log_var_rating, bottleneck)
+
+
+def _trunk(z, hidden: int, prefix: str):
+  """Dense(hidden/2) -> swish -> Dense(hidden) -> swish (a decoder head minus its output)."""
+  d = jax.nn.swish(hk.Linear(max(hidden // 2, 1), name=f"{prefix}_up1")(z))
+  return jax.nn.swish(hk.Linear(hidden, name=f"{prefix}_up2")(d))
