@@ -9,8 +9,9 @@ to a model's top-level haiku module class through `hk.mixed_precision`:
     lookups and activations are bfloat16;
   * the module's outputs are cast back to float32, so losses, softmax/cross-entropy and
     metric reductions computed on them run in float32;
-  * normalisation layers (hk.LayerNorm, hk.RMSNorm, hk.BatchNorm) compute in float32
-    (mean/variance reductions) and hand bfloat16 back to the next layer.
+  * normalisation layers (`norm_classes`, default hk.LayerNorm, hk.RMSNorm, hk.BatchNorm;
+    pass a model's own norm classes too) compute in float32 (mean/variance reductions)
+    and hand bfloat16 back to the next layer.
 
 No loss scaling is needed: bfloat16 has float32's exponent range. Reductions *inside* the
 model other than normalisation (e.g. an attention softmax) run in bfloat16 unless the
@@ -25,7 +26,8 @@ or, scoped (tests)::
     with precision.precision_scope("bfloat16", MyModel):
       params = model.init(...); out = model.apply(...)            # trace inside the scope
 
-The policy is read while haiku traces the module, not when a jitted function runs: a
+Policies are per class and global: a normalisation layer used outside the model class also
+hands bfloat16 on while the switch is on. The policy is read while haiku traces the module, not when a jitted function runs: a
 function jitted and traced under one precision keeps it. Choose the precision before
 tracing (build a fresh jit per precision).
 """
@@ -60,29 +62,31 @@ class Precision(str, enum.Enum):
     return jmp.get_policy(f"params=float32,compute=float32,output={self.value}")
 
 
-def _classes(module_classes) -> Sequence[type[hk.Module]]:
+ModuleClasses = type[hk.Module] | Sequence[type[hk.Module]]
+
+
+def _classes(module_classes: ModuleClasses) -> Sequence[type[hk.Module]]:
   return (module_classes,) if isinstance(module_classes, type) else tuple(module_classes)
 
 
-def set_precision(precision: Precision | str,
-                  module_classes: type[hk.Module] | Sequence[type[hk.Module]]) -> None:
-  """Globally sets the policies for these model classes and the normalisation layers."""
+def set_precision(precision: Precision | str, module_classes: ModuleClasses,
+                  norm_classes: ModuleClasses = NORM_CLASSES) -> None:
+  """Globally sets the policies for these model classes and normalisation classes."""
   precision = Precision(precision)
   for cls in _classes(module_classes):
     hk.mixed_precision.set_policy(cls, precision.model_policy())
-  for cls in NORM_CLASSES:
+  for cls in _classes(norm_classes):
     hk.mixed_precision.set_policy(cls, precision.norm_policy())
 
 
 @contextlib.contextmanager
-def precision_scope(precision: Precision | str,
-                    module_classes: type[hk.Module] | Sequence[type[hk.Module]]
-                    ) -> Iterator[Precision]:
+def precision_scope(precision: Precision | str, module_classes: ModuleClasses,
+                    norm_classes: ModuleClasses = NORM_CLASSES) -> Iterator[Precision]:
   """Like `set_precision`, restoring the previous policies on exit."""
   precision = Precision(precision)
   with contextlib.ExitStack() as stack:
     for cls in _classes(module_classes):
       stack.enter_context(hk.mixed_precision.push_policy(cls, precision.model_policy()))
-    for cls in NORM_CLASSES:
+    for cls in _classes(norm_classes):
       stack.enter_context(hk.mixed_precision.push_policy(cls, precision.norm_policy()))
     yield precision
