@@ -1,0 +1,351 @@
+"""The generic training loop: `fit(update_fn, init_state, batch_fn, cfg, workdir, ...)`.
+
+Step numbering: `state.step` = updates applied so far. The update that takes the state from
+step s to s + 1 uses `batch_fn(s)`; "step" in logs, evaluations and checkpoints is the state's
+step after it (so the first log at log_every=10 is step 10, after batches 0..9).
+
+At each step s (after the update), in this order:
+  1. train record   if s % log_every == 0 or s == num_steps: means over the steps since the
+                    last train record (`skipped` is summed);
+  2. evaluation     if eval_fn and (s % eval_every == 0 or s == num_steps): eval_fn(params);
+                    best selection on cfg.best_metric (max/min, min_delta); a new best is
+                    exported to <workdir>/best_params.npz (`save_params`); early stop after
+                    `patience` evaluations in a row without improvement;
+  3. checkpoint     if s % checkpoint_every == 0, at num_steps, or when stopping early.
+
+Workdir layout:
+  checkpoints/step_XXXXXXXX/   TrainState + best params + loop state (CheckpointManager)
+  best_params.npz              params of the best evaluation (load with `load_params`)
+  metrics.jsonl                one JSON object per event: {"event": "train"|"eval"|"end"|
+                               "nonfinite", "step", "wall_time", ...metrics}
+  tb/                          TensorBoard events (cfg.tensorboard)
+
+Resume: if the workdir has a checkpoint, `fit` restores the newest intact one (state, best
+params, best value, patience counter, the partial train-record window), truncates
+metrics.jsonl to the records up to that step, and continues: with deterministic update and
+batch_fn (EpochBatcher), a killed-and-resumed run ends with the same params and metrics as
+an uninterrupted one (only "wall_time" and "steps_per_sec" differ).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+from absl import logging
+import jax
+import numpy as np
+
+from recsys_core.train.checkpoint import CheckpointError
+from recsys_core.train.checkpoint import CheckpointManager
+from recsys_core.train.checkpoint import load_params
+from recsys_core.train.checkpoint import save_params
+from recsys_core.train.checkpoint import to_json
+from recsys_core.train.state import TrainState
+from recsys_core.train.update import NonFiniteError
+
+TIMING_KEYS = ("wall_time", "steps_per_sec")  # the only non-deterministic record fields
+BEST_PARAMS_FILE = "best_params.npz"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """What `fit` does and when. JSON-serialisable (stored in checkpoint metadata)."""
+  num_steps: int
+  log_every: int = 100
+  eval_every: int = 1000            # 0: evaluate only at num_steps (if eval_fn is given)
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  best_metric: Optional[str] = None  # key of eval_fn's dict; None: no best selection
+  best_mode: str = "max"            # "max" or "min"
+  min_delta: float = 0.0            # an improvement must beat the best by more than this
+  patience: Optional[int] = None    # early stop after this many evals without improvement
+  tensorboard: bool = False         # write <workdir>/tb with tensorboardX
+  progress_bar: bool = True         # tqdm, only when stderr is a TTY (else absl log lines)
+
+  def __post_init__(self):
+    for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"LoopConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.eval_every < 0:
+      raise ValueError(f"LoopConfig.eval_every must be >= 0, got {self.eval_every}")
+    if self.best_mode not in ("max", "min"):
+      raise ValueError(f"LoopConfig.best_mode must be 'max' or 'min', got {self.best_mode!r}")
+    if self.patience is not None and (self.patience < 1 or self.best_metric is None):
+      raise ValueError("LoopConfig.patience needs best_metric and must be >= 1")
+
+
+class FitResult(NamedTuple):
+  state: TrainState                 # the final state (at num_steps or the early stop)
+  best_params: Any                  # host copy of the best params; None without best_metric
+  best_step: Optional[int]
+  best_metrics: Optional[dict]      # eval_fn's dict at best_step
+  history: list                     # the metrics.jsonl records, in order
+
+
+def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+  return {k: float(np.asarray(v)) for k, v in metrics.items() if np.ndim(v) == 0}
+
+
+class _Window:
+  """Per-step training metrics accumulated until the next train record (exact in float64)."""
+
+  def __init__(self, saved: Optional[dict] = None):
+    saved = saved or {}
+    self.sums: dict[str, float] = dict(saved.get("sums", {}))
+    self.count: int = int(saved.get("count", 0))
+
+  def add(self, metrics: Mapping[str, float]) -> None:
+    for k, v in metrics.items():
+      self.sums[k] = self.sums.get(k, 0.0) + v
+    self.count += 1
+
+  def flush(self) -> dict[str, float]:
+    out = {k: (v if k == "skipped" else v / max(self.count, 1)) for k, v in self.sums.items()}
+    self.sums, self.count = {}, 0
+    return out
+
+  def to_json(self) -> dict:
+    return {"sums": self.sums, "count": self.count}
+
+
+def _read_history(path: str, max_step: int) -> list[dict]:
+  """Records of metrics.jsonl with step <= max_step; rewrites the file to exactly those."""
+  records = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+        except ValueError:  # a line cut by a kill
+          continue
+        if isinstance(rec, dict) and rec.get("step", math.inf) <= max_step:
+          records.append(rec)
+  elif max_step > 0:
+    logging.warning("%s is missing: the history before step %d is lost", path, max_step)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for rec in records:
+      f.write(json.dumps(rec) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  return records
+
+
+class _Recorder:
+  """Appends records to metrics.jsonl (+ TensorBoard) and the in-memory history."""
+
+  def __init__(self, workdir: str, history: list, tensorboard: bool):
+    self.history = history
+    self._file = open(os.path.join(workdir, METRICS_FILE), "a")
+    self._tb = None
+    if tensorboard:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, event: str, step: int, values: Mapping[str, Any]) -> dict:
+    rec = {"event": event, "step": int(step), "wall_time": time.time(), **values}
+    self.history.append(rec)
+    self._file.write(json.dumps(rec) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      for k, v in values.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+          self._tb.add_scalar(f"{event}/{k}", v, step)
+    return rec
+
+  def sync(self) -> None:
+    self._file.flush()
+    os.fsync(self._file.fileno())
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    self._file.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, Any]]],
+        init_state: TrainState,
+        batch_fn: Callable[[int], Any],
+        cfg: LoopConfig,
+        workdir: str,
+        eval_fn: Optional[Callable[[Any], Mapping[str, Any]]] = None,
+        config: Any = None) -> FitResult:
+  """Trains `init_state` with `update_fn` on `batch_fn(step)` for cfg.num_steps updates.
+
+  Resumes from the newest intact checkpoint in `workdir` if there is one (init_state then
+  only gives the structure, shapes and dtypes). `config` (JSON-serialisable: dicts,
+  dataclasses, ConfigDicts) is stored in checkpoint and best-params metadata. Obeys
+  `update_fn.nan_policy` ("raise" by default): a non-finite step raises NonFiniteError
+  naming the step before anything after it is evaluated or saved.
+  """
+  if cfg.best_metric is not None and eval_fn is None:
+    raise ValueError(f"LoopConfig.best_metric={cfg.best_metric!r} needs an eval_fn")
+  nan_policy = getattr(update_fn, "nan_policy", "raise")
+  os.makedirs(workdir, exist_ok=True)
+  manager = CheckpointManager(os.path.join(workdir, CHECKPOINT_DIR), cfg.keep_checkpoints)
+  best_path = os.path.join(workdir, BEST_PARAMS_FILE)
+  config_json = json.loads(to_json(config))
+
+  # ---- Restore (or start fresh). ----
+  loop: dict = {"best_step": None, "best_value": None, "best_metrics": None,
+                "evals_since_best": 0, "done": None, "window": None}
+  restored = manager.restore({"state": init_state, "best_params": init_state.params})
+  if restored is None:
+    state, best_params = init_state, None
+    history = _read_history(os.path.join(workdir, METRICS_FILE), max_step=-1)
+    if os.path.exists(best_path):
+      os.remove(best_path)  # left by a run killed before its first checkpoint
+  else:
+    tree, meta, ckpt_step = restored
+    state = tree["state"]
+    loop.update(meta["loop"])
+    best_params = jax.device_get(tree["best_params"]) if loop["best_step"] is not None else None
+    history = _read_history(os.path.join(workdir, METRICS_FILE), max_step=ckpt_step)
+    if meta.get("config") != config_json:
+      logging.warning("Resuming %s with a config that differs from the checkpoint's:\n"
+                      "  checkpoint: %s\n  now:        %s", workdir, meta.get("config"), config_json)
+    _sync_best_file(cfg, best_path, best_params, loop, config_json)
+    logging.info("Resumed %s at step %d", workdir, ckpt_step)
+  step = int(state.step)
+  if loop["done"] == "early_stop" or (loop["done"] and step >= cfg.num_steps):
+    logging.info("%s: training already finished at step %d (%s)", workdir, step, loop["done"])
+    return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history)
+  loop["done"] = None
+
+  window = _Window(loop.pop("window"))
+  recorder = _Recorder(workdir, history, cfg.tensorboard)
+  pbar = None
+  if cfg.progress_bar and sys.stderr.isatty():
+    import tqdm  # pylint: disable=g-import-not-at-top
+    pbar = tqdm.tqdm(total=cfg.num_steps, initial=step, dynamic_ncols=True)
+  say = pbar.write if pbar is not None else logging.info
+
+  def consume(batch_step: int, metrics) -> None:
+    host = _scalar_metrics(jax.device_get(metrics))
+    if nan_policy == "raise" and host.get("skipped", 0):
+      recorder.write("nonfinite", batch_step + 1, host)
+      recorder.sync()
+      raise NonFiniteError(batch_step, host)
+    window.add(host)
+
+  def checkpoint(at: int) -> None:
+    recorder.sync()  # records up to `at` are durable before the checkpoint that covers them
+    meta = {"loop": {**loop, "window": window.to_json()}, "config": config,
+            "loop_config": dataclasses.asdict(cfg)}
+    manager.save(at, {"state": state,
+                      "best_params": best_params if best_params is not None else state.params},
+                 meta)
+
+  pending = None
+  t_last, step_last = time.time(), step
+  try:
+    while step < cfg.num_steps:
+      state, metrics = update_fn(state, batch_fn(step))
+      step += 1
+      if pending is not None:  # one step behind: the host reads step s-1 while s computes
+        consume(*pending)
+      pending = (step - 1, metrics)
+      if pbar is not None:
+        pbar.update(1)
+      is_last = step == cfg.num_steps
+      log_now = step % cfg.log_every == 0 or is_last
+      eval_now = eval_fn is not None and (
+          (cfg.eval_every and step % cfg.eval_every == 0) or is_last)
+      ckpt_now = step % cfg.checkpoint_every == 0 or is_last
+      if not (log_now or eval_now or ckpt_now):
+        continue
+      consume(*pending)
+      pending = None
+
+      if log_now:
+        now = time.time()
+        values = window.flush()
+        values["steps_per_sec"] = (step - step_last) / max(now - t_last, 1e-9)
+        t_last, step_last = now, step
+        recorder.write("train", step, values)
+        shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+        if pbar is not None:
+          pbar.set_postfix_str(shown, refresh=False)
+        else:
+          say(f"step {step}/{cfg.num_steps}: {shown}")
+
+      if eval_now:
+        evals = _scalar_metrics(eval_fn(state.params))
+        improved = _update_best(cfg, loop, evals, step)
+        if improved:
+          best_params = jax.device_get(state.params)
+          save_params(best_path, best_params, _best_metadata(cfg, loop, config_json))
+        recorder.write("eval", step, {**evals, "is_best": improved, "best_step": loop["best_step"]})
+        say(f"eval at step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in evals.items())
+            + (" (new best)" if improved else ""))
+        if cfg.patience is not None and loop["evals_since_best"] >= cfg.patience:
+          loop["done"] = "early_stop"
+
+      if is_last and not loop["done"]:
+        loop["done"] = "num_steps"
+      if loop["done"]:
+        recorder.write("end", step, {"reason": loop["done"], "best_step": loop["best_step"]})
+        say(f"training ends at step {step} ({loop['done']}); best step {loop['best_step']}")
+      if ckpt_now or loop["done"]:
+        checkpoint(step)
+      if loop["done"]:
+        break
+  finally:
+    recorder.close()
+    if pbar is not None:
+      pbar.close()
+  return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history)
+
+
+def _update_best(cfg: LoopConfig, loop: dict, evals: Mapping[str, float], step: int) -> bool:
+  """Best selection; updates loop's best_* and evals_since_best. True on a new best."""
+  if cfg.best_metric is None:
+    return False
+  if cfg.best_metric not in evals:
+    raise KeyError(f"best_metric {cfg.best_metric!r} is not among eval_fn's metrics "
+                   f"{sorted(evals)}")
+  value, best = evals[cfg.best_metric], loop["best_value"]
+  if not math.isfinite(value):
+    better = False
+  elif best is None:
+    better = True
+  elif cfg.best_mode == "max":
+    better = value > best + cfg.min_delta
+  else:
+    better = value < best - cfg.min_delta
+  if better:
+    loop.update(best_step=step, best_value=value, best_metrics=dict(evals), evals_since_best=0)
+  else:
+    loop["evals_since_best"] += 1
+  return better
+
+
+def _best_metadata(cfg: LoopConfig, loop: dict, config_json: Any) -> dict:
+  return {"step": loop["best_step"], "metric": cfg.best_metric, "mode": cfg.best_mode,
+          "value": loop["best_value"], "metrics": loop["best_metrics"], "config": config_json}
+
+
+def _sync_best_file(cfg: LoopConfig, path: str, best_params: Any, loop: dict,
+                    config_json: Any) -> None:
+  """Makes best_params.npz agree with the restored checkpoint's best (after a resume)."""
+  if best_params is None:
+    if os.path.exists(path):
+      os.remove(path)  # written after the checkpoint we resumed from; will be redone
+    return
+  try:
+    _, meta = load_params(path)
+    if meta.get("step") == loop["best_step"]:
+      return
+  except (CheckpointError, OSError):
+    pass
+  save_params(path, best_params, _best_metadata(cfg, loop, config_json))

@@ -1,0 +1,106 @@
+"""Optimizer construction: Adam/AdamW, global-norm clipping, warm-up, decay, reduce-on-plateau.
+
+The optimizer is always an `optax.GradientTransformationExtraArgs`, updated as
+`optimizer.update(grads, opt_state, params, value=loss)`: `value` feeds
+`optax.contrib.reduce_on_plateau` when enabled and is ignored otherwise
+(`make_update_fn` always passes it).
+
+Learning rate at update number t (0-based), with W = warmup_steps, D = decay_steps:
+  warm(t)  = min(1, (t + 1) / W)            (1 when W = 0; the first update already moves)
+  decay(t) = 1                               for decay="constant"
+           = f + (1 - f) * (1 + cos(pi * clip((t - W) / D, 0, 1))) / 2   for decay="cosine"
+  lr(t)    = learning_rate * warm(t) * decay(t) * plateau_scale
+where f = final_lr_factor and plateau_scale (1 without plateau) is reduce_on_plateau's scale,
+multiplied by plateau_factor after plateau_patience updates without improvement of the
+(accumulated) training loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """What `make_optimizer` builds. JSON-serialisable (stored in checkpoint metadata)."""
+  name: Literal["adam", "adamw"] = "adam"
+  learning_rate: float = 1e-3
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  weight_decay: float = 0.0             # AdamW only (decoupled); must be 0 for "adam"
+  clip_norm: Optional[float] = 1.0      # global-norm clipping; None = off
+  warmup_steps: int = 0                 # linear warm-up over this many updates
+  decay: Literal["constant", "cosine"] = "constant"
+  decay_steps: int = 0                  # cosine: length of the decay after warm-up
+  final_lr_factor: float = 0.0          # cosine: lr at the end = learning_rate * this
+  plateau: bool = False                 # optax.contrib.reduce_on_plateau on the train loss
+  plateau_factor: float = 0.5
+  plateau_patience: int = 10            # updates (of accumulated loss) without improvement
+  plateau_cooldown: int = 0
+  plateau_rtol: float = 1e-4
+  plateau_atol: float = 0.0
+  plateau_accumulation_size: int = 1    # the loss is averaged over this many updates
+  plateau_min_scale: float = 0.0
+
+  def __post_init__(self):
+    if self.name not in ("adam", "adamw"):
+      raise ValueError(f"OptimizerConfig.name must be 'adam' or 'adamw', got {self.name!r}")
+    if self.name == "adam" and self.weight_decay:
+      raise ValueError("weight_decay needs name='adamw' (Adam has no decoupled weight decay)")
+    if self.decay not in ("constant", "cosine"):
+      raise ValueError(f"OptimizerConfig.decay must be 'constant' or 'cosine', got {self.decay!r}")
+    if self.decay == "cosine" and self.decay_steps <= 0:
+      raise ValueError("decay='cosine' needs decay_steps > 0")
+    if self.warmup_steps < 0:
+      raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+def make_schedule(cfg: OptimizerConfig) -> Callable[[jax.Array], jax.Array]:
+  """The learning rate as a function of the update count (without the plateau scale)."""
+  lr, warmup, steps, final = cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.final_lr_factor
+
+  def schedule(count):
+    count = jnp.asarray(count, jnp.float32)
+    value = jnp.asarray(lr, jnp.float32)
+    if warmup > 0:
+      value = value * jnp.minimum(1.0, (count + 1.0) / warmup)
+    if cfg.decay == "cosine":
+      t = jnp.clip((count - warmup) / steps, 0.0, 1.0)
+      value = value * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)))
+    return value
+
+  return schedule
+
+
+def make_optimizer(cfg: OptimizerConfig,
+                   weight_decay_mask: Any = None) -> optax.GradientTransformationExtraArgs:
+  """clip_by_global_norm -> adam(w) with the schedule -> reduce_on_plateau (if enabled).
+
+  `weight_decay_mask` (AdamW only) is optax's `mask`: a pytree of bools or a callable
+  params -> bools selecting the parameters that decay (e.g. not biases).
+  """
+  schedule = make_schedule(cfg)
+  parts = []
+  if cfg.clip_norm is not None:
+    parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+  if cfg.name == "adamw":
+    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay, mask=weight_decay_mask))
+  else:
+    parts.append(optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
+  if cfg.plateau:
+    parts.append(optax.contrib.reduce_on_plateau(
+        factor=cfg.plateau_factor, patience=cfg.plateau_patience, rtol=cfg.plateau_rtol,
+        atol=cfg.plateau_atol, cooldown=cfg.plateau_cooldown,
+        accumulation_size=cfg.plateau_accumulation_size, min_scale=cfg.plateau_min_scale))
+  return optax.chain(*parts)
+
+
+def plateau_scale(opt_state: Any) -> Optional[jax.Array]:
+  """reduce_on_plateau's current LR multiplier in `opt_state`, or None without plateau."""
+  return optax.tree_utils.tree_get(opt_state, "scale")
