@@ -158,7 +158,8 @@ def load_sequences(path: PathLike) -> Interactions:
   """Loads a one-user-per-line sequence file: `user item_1 ... item_n` (chronological).
 
   Used for Amazon Beauty/Sports (S3-Rec files) and ML-1M (SASRec and full versions).
-  order = position in the line (0-based); no ratings.
+  order = position in the line (0-based); no ratings. An item repeated within a line is a
+  duplicate (user, item) pair: its last occurrence is kept (warning logged).
   """
   body = parsing.normalize(parsing.read_bytes(path), path)
   users, lengths, items = parsing.parse_sequences(body, path)
@@ -252,8 +253,8 @@ def _load_anime_pairs(path: str, ratings: bool) -> tuple[dict[str, np.ndarray], 
       i = int(np.flatnonzero(bad)[0])
       raise DataFormatError(path, f"history feedback must be 1, found {cols['Feedback'][i]}",
                             line=first + i, field="Feedback")
-  keep = drop_duplicate_pairs(cols["User_ID"] - cols["User_ID"].min(),
-                              cols["Anime_ID"] - cols["Anime_ID"].min(), path)
+  keep = drop_duplicate_pairs(np.unique(cols["User_ID"], return_inverse=True)[1],
+                              np.unique(cols["Anime_ID"], return_inverse=True)[1], path)
   return {k: v[keep] for k, v in cols.items()}, first
 
 

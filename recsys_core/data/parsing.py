@@ -10,7 +10,8 @@ fails, a slow per-line pass finds the first offending line and field for the mes
 
 Conventions for every table/sequence file:
   * gzip is detected by its magic bytes (1f 8b), whatever the suffix.
-  * CRLF (and lone CR) line endings are accepted and read as LF.
+  * CRLF (and lone CR) line endings are accepted and read as LF; a UTF-8 byte-order mark
+    at the start is skipped.
   * Trailing empty (or whitespace-only) lines at the end of the file are ignored; an empty
     or blank line anywhere else is an error (it usually means a truncated or concatenated
     file).
@@ -89,9 +90,16 @@ def normalize(data: bytes, path: PathLike) -> bytes:
   Returns:
     The body: the lines joined by b"\\n", no trailing newline, at least one byte.
   """
+  if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+    data = data[3:]
   if b"\r" in data:
     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-  data = data.rstrip()  # trailing newlines and whitespace-only last lines
+  data = data.rstrip(b"\n")
+  while data:  # drop whitespace-only last lines (but keep a last line's trailing tabs)
+    start = data.rfind(b"\n") + 1
+    if data[start:].strip():
+      break
+    data = data[:start].rstrip(b"\n")
   if not data:
     raise DataFormatError(path, "file is empty (no data rows)")
   return data
@@ -150,7 +158,14 @@ def _describe_kind(kind: type) -> str:
 
 
 def _token_error(path: PathLike, token: bytes, kind: type, line: int, field: str):
-  shown = token.decode("utf-8", errors="replace")
+  shown = token.decode("utf-8", errors="replace")[:80]
+  if kind is int:
+    try:
+      int(token)
+      return DataFormatError(path, f"integer {shown!r} is out of the int64 range",
+                             line=line, field=field)
+    except ValueError:
+      pass
   if not token.strip():
     return DataFormatError(path, f"empty value (expected {_describe_kind(kind)})",
                            line=line, field=field)
@@ -261,6 +276,10 @@ def parse_sequences(body: bytes, path: PathLike, *, first_line: int = 1
       i = int(short[0])
       if lengths[i] == 0:
         raise _empty_line_error(path, first_line + i)
+      try:
+        _convert(per_line[i], int)
+      except (ValueError, OverflowError):  # e.g. "1,5,6": a wrong delimiter
+        raise _token_error(path, per_line[i][0], int, first_line + i, "user") from None
       raise DataFormatError(path, f"user {per_line[i][0].decode('utf-8', 'replace')!r} has "
                             "no items (a line must be 'user item_1 ... item_n')",
                             line=first_line + i)
