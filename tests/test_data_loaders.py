@@ -214,6 +214,38 @@ def test_item_attributes_brand_and_category(tmp_path):
     data.load_item_attributes(path, items, "colour")
 
 
+def test_movielens_genres_100k_and_latest_small(tmp_path):
+  flags = ["0"] * 19
+  toy = list(flags)
+  toy[3] = toy[4] = "1"  # Animation, Children's
+  unknown = list(flags)
+  unknown[0] = "1"
+  u_item = "\n".join([
+      "1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(toy),
+      "2|Caf\xe9 (1995)|01-Jan-1995||http://y|" + "|".join(unknown)]) + "\n"
+  (tmp_path / "u.item").write_bytes(u_item.encode("latin-1"))
+  attr, vocab = attributes.load_ml100k_genres(tmp_path / "u.item", np.array([2, 1, 7]))
+  assert vocab == ["<unknown>", "Animation"] and attr.tolist() == [0, 1, 0]
+  movies = ('movieId,title,genres\r\n1,"American President, The (1995)",Comedy|Drama|Romance'
+            '\r\n5,Jumanji (1995),Adventure|Children\r\n9,X (2018),(no genres listed)\r\n')
+  path = _write(tmp_path / "movies.csv.gz", movies, compress=True)
+  attr, vocab = attributes.load_movielens_csv_genres(path, np.array([1, 5, 9]))
+  assert vocab == ["<unknown>", "Adventure", "Comedy"] and attr.tolist() == [2, 1, 0]
+
+
+def test_item_authors_by_name(tmp_path):
+  small = _anime_dir(tmp_path, compress=False)
+  root = tmp_path / "root"
+  root.mkdir()
+  os.rename(small, root / "anime_recommendations_5k_subsample")
+  attr, vocab = attributes.load_item_authors("anime", np.array([3, 1, 2]), root)
+  assert vocab == ["<unknown>", "Action", "Drama"] and attr.tolist() == [1, 2, 0]
+  (root / "amazon_beauty_seq").mkdir()
+  _write(root / "amazon_beauty_seq" / "Beauty_item2attributes.json", '{"1": [9, 3], "2": [3]}')
+  attr, vocab = attributes.load_item_authors("beauty", np.array([1, 2]), root)
+  assert vocab == ["<unknown>", 9] and attr.tolist() == [1, 0]
+
+
 # ----------------------------------------------------------------------------------------
 # load_dataset errors.
 
@@ -288,3 +320,8 @@ def test_real_attributes():
     assert 0 < (brand > 0).mean() < 1
     assert len(set(bv[1:]) | set(cv[1:])) <= n_attr
     assert attributes.UNKNOWN == bv[0] == cv[0]
+  for name in ("ml-100k", "ml-latest-small", "anime"):
+    x = data.load_dataset(name, REAL)
+    authors, vocab = attributes.load_item_authors(name, x.item_ids, REAL)
+    assert len(authors) == x.num_items and (authors > 0).mean() > 0.99
+    assert 18 <= len(vocab) - 1 <= 45

@@ -159,3 +159,84 @@ def load_item_attributes(json_path: PathLike, item_ids: np.ndarray, field: str =
     logging.warning("%s: %d of %d items are not in the file", path, missing, len(labels))
   attr, vocab = _encode(labels, np.array(unknown, bool))
   return attr, vocab
+
+
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                 "Romance", "Sci-Fi", "Thriller", "War", "Western")  # u.genre's order
+
+
+def load_ml100k_genres(u_item_path: PathLike, item_ids: np.ndarray) -> tuple[np.ndarray, list]:
+  """The first genre flag set in MovieLens 100K `u.item` (Latin-1, '|'-separated, the last
+  19 fields are 0/1 flags in u.genre's order); the "unknown" genre counts as unknown."""
+  text = parsing.decode_text(parsing.read_bytes(u_item_path), u_item_path, "latin-1")
+  genres = {}
+  for i, line in enumerate(text.replace("\r\n", "\n").rstrip("\n").split("\n")):
+    fields = line.split("|")
+    if len(fields) < 5 + len(ML100K_GENRES):
+      raise DataFormatError(u_item_path, f"expected {5 + len(ML100K_GENRES)} '|'-separated "
+                            f"fields, found {len(fields)}", line=i + 1)
+    flags = fields[-len(ML100K_GENRES):]
+    if any(f not in ("0", "1") for f in flags) or not fields[0].isdigit():
+      raise DataFormatError(u_item_path, "expected a movie id and 19 genre flags (0/1)",
+                            line=i + 1)
+    first = next((g for g, f in zip(ML100K_GENRES, flags) if f == "1"), "unknown")
+    genres[int(fields[0])] = "" if first == "unknown" else first
+  labels = [genres.get(int(m), "") for m in np.asarray(item_ids).tolist()]
+  return _encode(labels, np.array([lab == "" for lab in labels], bool))
+
+
+def load_movielens_csv_genres(movies_csv_path: PathLike, item_ids: np.ndarray
+                              ) -> tuple[np.ndarray, list]:
+  """The first genre of ml-latest-small `movies.csv` (movieId,title,genres; titles may be
+  quoted); "(no genres listed)" counts as unknown."""
+  import csv  # pylint: disable=g-import-not-at-top
+  text = parsing.decode_text(parsing.read_bytes(movies_csv_path), movies_csv_path)
+  rows = list(csv.reader(text.lstrip("\ufeff").splitlines()))
+  if not rows or [c.strip() for c in rows[0]] != ["movieId", "title", "genres"]:
+    raise DataFormatError(movies_csv_path, "expected the header 'movieId,title,genres'", line=1)
+  genres = {}
+  for i, row in enumerate(rows[1:]):
+    if len(row) != 3 or not row[0].strip().isdigit():
+      raise DataFormatError(movies_csv_path, "expected 'movieId,title,genres'", line=i + 2)
+    first = row[2].split("|")[0].strip()
+    genres[int(row[0])] = "" if first.startswith("(no genres") else first
+  labels = [genres.get(int(m), "") for m in np.asarray(item_ids).tolist()]
+  return _encode(labels, np.array([lab == "" for lab in labels], bool))
+
+
+def anime_first_genres(info) -> tuple[np.ndarray, list]:
+  """The first listed genre of each anime (`AnimeInfo`, already aligned to the items)."""
+  labels = [g[0] if g else "" for g in info.genre_lists()]
+  return _encode(labels, np.array([lab == "" for lab in labels], bool))
+
+
+def load_item_authors(name: str, item_ids: np.ndarray, data_dir: Optional[PathLike] = None,
+                      field: str = "brand", level: int = -1) -> tuple[np.ndarray, list]:
+  """One "author" attribute per item of a named dataset (for Phoenix's author hashes).
+
+  anime: first genre; ml-100k: first genre flag of u.item; ml-latest-small: first genre of
+  movies.csv; ml-1m / ml-1m-full: first genre of movies.dat (through the SASRec map for
+  ml-1m); beauty / sports: `load_item_attributes(..., field, level)` (default: brand).
+
+  Args:
+    name: a `loaders.DATASETS` name.
+    item_ids: [I] the loaded dataset's `item_ids`.
+    data_dir: as for `load_dataset` (None: anime embedded, else $RECSYS_DATA_DIR).
+  Returns:
+    (attr [I] int32, 0 = unknown; vocab, vocab[0] = "<unknown>").
+  """
+  from recsys_core.data import loaders  # pylint: disable=g-import-not-at-top
+  if name == "anime":
+    folder = loaders.embedded_anime_dir() if data_dir is None else os.path.join(
+        loaders.resolve_data_dir(data_dir), loaders.DATASETS[name].folder)
+    info = loaders.anime_info(folder, item_ids)
+    return anime_first_genres(info)
+  path = loaders.dataset_file(name, data_dir, attributes=True)
+  if name == "ml-100k":
+    return load_ml100k_genres(path, item_ids)
+  if name == "ml-latest-small":
+    return load_movielens_csv_genres(path, item_ids)
+  if name in ("ml-1m", "ml-1m-full"):
+    return load_ml1m_genres(path, item_ids, "auto" if name == "ml-1m" else None)
+  return load_item_attributes(path, item_ids, field, level)

@@ -317,6 +317,17 @@ def _anime_info_for(item_ids: np.ndarray, info_path: str, mal_path: Optional[str
       mal_anime_id=mal)
 
 
+def anime_info(folder: PathLike, item_ids: np.ndarray) -> AnimeInfo:
+  """The anime info (anime_info.dat and, if present, the MAL id map in `folder`) for
+  `item_ids` (original anime item ids), row i = item_ids[i]."""
+  folder = os.fspath(folder)
+  try:
+    mal_path = find_file(folder, _ANIME_MAL_MAP)
+  except FileNotFoundError:
+    mal_path = None
+  return _anime_info_for(np.asarray(item_ids), find_file(folder, _ANIME_INFO), mal_path)
+
+
 def embedded_anime_dir() -> str:
   """The folder of the anime subsample shipped inside the package."""
   try:
@@ -372,12 +383,7 @@ def load_anime(data_dir: Optional[PathLike] = None) -> AnimeData:
       ratings=np.concatenate([ratings, rat["Feedback"][extra].astype(np.float32)]),
       order=None, user_ids=all_users, item_ids=all_items, source=folder)
 
-  try:
-    mal_path = find_file(folder, _ANIME_MAL_MAP)
-  except FileNotFoundError:
-    mal_path = None
-  info = _anime_info_for(all_items, find_file(folder, _ANIME_INFO), mal_path)
-  return AnimeData(interactions=interactions, info=info)
+  return AnimeData(interactions=interactions, info=anime_info(folder, all_items))
 
 
 # ----------------------------------------------------------------------------------------
