@@ -23,10 +23,10 @@ Inference params (`save_params` / `load_params`): one `.npz` file written to a t
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
+import logging as std_logging
 import os
 import re
 import shutil
@@ -255,16 +255,18 @@ def verify_checkpoint_dir(root: str) -> None:
 # ----------------------------------------------------------------------------------------
 # Training checkpoints.
 
-@contextlib.contextmanager
-def _quiet_orbax():
-  """Hides orbax's half-dozen INFO lines per save/restore unless DEBUG logging is on."""
-  old = logging.get_verbosity()
-  if old == logging.INFO:
-    logging.set_verbosity(logging.WARNING)
-  try:
-    yield
-  finally:
-    logging.set_verbosity(old)
+class _DropOrbaxInfo(std_logging.Filter):
+  """Hides orbax's half-dozen INFO lines per save/restore unless the absl logger is at DEBUG."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno != std_logging.INFO or f"{os.sep}orbax{os.sep}" not in record.pathname
+            or logging.get_absl_logger().getEffectiveLevel() <= std_logging.DEBUG)
+
+
+def _install_orbax_filter() -> None:
+  absl_logger = logging.get_absl_logger()
+  if not any(isinstance(f, _DropOrbaxInfo) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropOrbaxInfo())
 
 
 class CheckpointManager:
@@ -282,6 +284,7 @@ class CheckpointManager:
     self.directory = os.path.abspath(directory)
     self.max_to_keep = int(max_to_keep)
     os.makedirs(self.directory, exist_ok=True)
+    _install_orbax_filter()
     self._checkpointer = ocp.PyTreeCheckpointer()
     for name in os.listdir(self.directory):  # left by a process killed mid-save
       if name.startswith(".tmp-") or name.startswith(".trash-"):
@@ -313,9 +316,8 @@ class CheckpointManager:
     os.makedirs(tmp)
     try:
       if leaves:
-        with _quiet_orbax():
-          self._checkpointer.save(os.path.join(tmp, _ARRAYS),
-                                  {f"a{i:06d}": leaf for i, leaf in enumerate(leaves)})
+        self._checkpointer.save(os.path.join(tmp, _ARRAYS),
+                                {f"a{i:06d}": leaf for i, leaf in enumerate(leaves)})
       with open(os.path.join(tmp, _META), "w") as f:
         f.write(to_json({"format": FORMAT_VERSION, "step": step, "metadata": metadata or {},
                          "tree": specs}))
@@ -382,9 +384,8 @@ class CheckpointManager:
     ocp = self._ocp
     keys = [f"a{i:06d}" for i in range(len(specs))]
     restore_args = {k: ocp.RestoreArgs(restore_type=np.ndarray) for k in keys}
-    with _quiet_orbax():
-      out = self._checkpointer.restore(os.path.join(root, _ARRAYS),
-                                       args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    out = self._checkpointer.restore(os.path.join(root, _ARRAYS),
+                                     args=ocp.args.PyTreeRestore(restore_args=restore_args))
     arrays = []
     for k, spec in zip(keys, specs):
       arr = np.asarray(out[k])

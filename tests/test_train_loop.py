@@ -1,0 +1,226 @@
+"""fit(): best selection, early stopping, NaN policies, in-process resume, records."""
+import json
+import logging
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from recsys_core import train
+from tests._train_worker import loop_config, make_run
+
+
+def _params_equal(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                    for x, y in zip(la, lb))
+
+
+def _strip(records):
+  return [{k: v for k, v in r.items() if k not in train.TIMING_KEYS} for r in records]
+
+
+class _Scripted:
+  """eval_fn returning a scripted metric sequence; keeps a copy of the params it saw."""
+
+  def __init__(self, values, key="score"):
+    self.values, self.key, self.seen = list(values), key, []
+
+  def __call__(self, params):
+    self.seen.append(jax.device_get(params))
+    return {self.key: self.values[len(self.seen) - 1], "other": float(len(self.seen))}
+
+
+def test_best_selection_and_early_stopping_min(tmp_path):
+  run = make_run()
+  # evals at steps 10, 20, ...: best 3.0 at step 40; then 3 evals without improvement.
+  ev = _Scripted([5.0, 4.0, 4.5, 3.0, 3.5, 3.0, 3.2, 2.0, 1.0], key="val_loss")
+  cfg = loop_config(100, best_metric="val_loss", best_mode="min", patience=3,
+                    checkpoint_every=50)
+  res = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path), eval_fn=ev)
+  assert res.best_step == 40
+  assert res.best_metrics == {"val_loss": 3.0, "other": 4.0}
+  assert int(res.state.step) == 70 and len(ev.seen) == 7  # stopped after the 7th eval
+  assert _params_equal(res.best_params, ev.seen[3])
+  assert not _params_equal(res.best_params, res.state.params)
+  best, meta = train.load_params(str(tmp_path / "best_params.npz"))
+  assert _params_equal(best, ev.seen[3])
+  assert meta["step"] == 40 and meta["value"] == 3.0 and meta["metric"] == "val_loss"
+  evals = [r for r in res.history if r["event"] == "eval"]
+  assert [r["is_best"] for r in evals] == [True, True, False, True, False, False, False]
+  assert res.history[-1]["event"] == "end" and res.history[-1]["reason"] == "early_stop"
+  # A checkpoint was written at the stop; calling fit again trains nothing.
+  assert train.CheckpointManager(str(tmp_path / "checkpoints")).latest_step() == 70
+
+  def no_update(state, batch):
+    raise AssertionError("a finished run must not train again")
+  again = train.fit(no_update, run.state, run.batch_fn, cfg, str(tmp_path), eval_fn=ev)
+  assert again.best_step == 40 and int(again.state.step) == 70
+  assert _params_equal(again.best_params, ev.seen[3])
+  assert _strip(again.history) == _strip(res.history)
+
+
+def test_best_selection_max_with_min_delta_and_nan(tmp_path):
+  run = make_run()
+  ev = _Scripted([0.1, float("nan"), 0.3, 0.305, 0.5, 0.2])
+  cfg = loop_config(60, best_metric="score", best_mode="max", min_delta=0.01,
+                    checkpoint_every=100)
+  res = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path), eval_fn=ev)
+  evals = [r for r in res.history if r["event"] == "eval"]
+  assert [r["is_best"] for r in evals] == [True, False, True, False, True, False]
+  assert res.best_step == 50 and res.best_metrics["score"] == 0.5
+  assert int(res.state.step) == 60  # no patience: runs to the end
+
+
+def test_unknown_best_metric_is_a_clear_error(tmp_path):
+  run = make_run()
+  with pytest.raises(KeyError, match="'ndcg' is not among"):
+    train.fit(run.update, run.state, run.batch_fn, loop_config(10, best_metric="ndcg"),
+              str(tmp_path), eval_fn=run.eval_fn)
+
+
+def _files(root):
+  out = {}
+  for dirpath, _, names in os.walk(root):
+    for n in names:
+      p = os.path.join(dirpath, n)
+      with open(p, "rb") as f:
+        out[os.path.relpath(p, root)] = f.read()
+  return out
+
+
+def test_nan_raise_names_step_and_keeps_last_good_checkpoint(tmp_path):
+  clean = make_run()
+  ref = train.fit(clean.update, clean.state, clean.batch_fn, loop_config(20), str(tmp_path / "ref"),
+                  eval_fn=clean.eval_fn)
+  bad = make_run(nan_at=23)
+  work = tmp_path / "work"
+  cfg = loop_config(40)
+  with pytest.raises(train.NonFiniteError, match=r"at step 23 \(the update on batch_fn\(23\)\)") as e:
+    train.fit(bad.update, bad.state, bad.batch_fn, cfg, str(work), eval_fn=bad.eval_fn)
+  assert e.value.step == 23
+  ckdir = work / "checkpoints"
+  mgr = train.CheckpointManager(str(ckdir))
+  assert mgr.all_steps() == [10, 20]
+  train.verify_checkpoint_dir(str(ckdir / "step_00000020"))
+  snapshot = _files(ckdir / "step_00000020")
+  restored, meta, step = mgr.restore({"state": bad.state, "best_params": bad.state.params})
+  assert step == 20 and _params_equal(restored["state"].params, ref.state.params)
+  _, best_meta = train.load_params(str(work / "best_params.npz"))
+  assert best_meta["step"] <= 20
+  with open(work / "metrics.jsonl") as f:
+    recs = [json.loads(line) for line in f]
+  assert recs[-1]["event"] == "nonfinite" and recs[-1]["step"] == 24
+  assert max(r["step"] for r in recs if r["event"] != "nonfinite") <= 20
+  # The failed run changed nothing in the last good checkpoint; a fixed run resumes from it.
+  assert _files(ckdir / "step_00000020") == snapshot
+  full = train.fit(clean.update, clean.state, clean.batch_fn, cfg, str(tmp_path / "full"),
+                   eval_fn=clean.eval_fn)
+  fixed = train.fit(clean.update, clean.state, clean.batch_fn, cfg, str(work), eval_fn=clean.eval_fn)
+  assert _params_equal(fixed.state.params, full.state.params)
+
+
+def test_nan_skip_leaves_params_unchanged_and_continues(tmp_path):
+  run = make_run(nan_at=23, nan_policy="skip")
+  work = str(tmp_path)
+  before = train.fit(run.update, run.state, run.batch_fn, loop_config(23), work, run.eval_fn)   # 23 updates
+  after = train.fit(run.update, run.state, run.batch_fn, loop_config(24), work, run.eval_fn)    # + bad batch 23
+  assert int(after.state.step) == 24
+  assert _params_equal(after.state.params, before.state.params)
+  assert _params_equal(after.state.opt_state, before.state.opt_state)
+  done = train.fit(run.update, run.state, run.batch_fn, loop_config(40), work, run.eval_fn)
+  assert not _params_equal(done.state.params, after.state.params)
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(done.state.params))
+  skipped = {r["step"]: r["skipped"] for r in done.history if r["event"] == "train"}
+  assert skipped[24] == 1 and sum(skipped.values()) == 1
+
+
+class _Crash(Exception):
+  pass
+
+
+def _crashing(batch_fn, at):
+  def fn(step):
+    if step == at:
+      raise _Crash(step)
+    return batch_fn(step)
+  return fn
+
+
+@pytest.mark.parametrize("damage_latest", [False, True])
+def test_resume_after_crash_matches_uninterrupted(tmp_path, caplog, damage_latest):
+  run = make_run()
+  # Checkpoints every 7 steps, logs every 5: the resume point falls inside a log window.
+  cfg = loop_config(45, checkpoint_every=7, keep_checkpoints=2)
+  ref = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path / "ref"),
+                  eval_fn=run.eval_fn, config={"a": 1})
+  work = tmp_path / "work"
+  with pytest.raises(_Crash):
+    train.fit(run.update, run.state, _crashing(run.batch_fn, 31), cfg, str(work),
+              eval_fn=run.eval_fn, config={"a": 1})
+  assert train.CheckpointManager(str(work / "checkpoints")).all_steps() == [21, 28]
+  if damage_latest:
+    os.remove(work / "checkpoints" / "step_00000028" / "COMMIT.json")
+  with caplog.at_level(logging.INFO, logger="absl"):
+    res = train.fit(run.update, run.state, run.batch_fn, cfg, str(work), eval_fn=run.eval_fn,
+                    config={"a": 1})
+  messages = " | ".join(r.getMessage() for r in caplog.records)
+  assert f"Resumed {work} at step {21 if damage_latest else 28}" in messages
+  assert ("damaged" in messages) == damage_latest
+  assert _params_equal(res.state.params, ref.state.params)
+  assert _params_equal(res.best_params, ref.best_params)
+  assert res.best_step == ref.best_step and res.best_metrics == ref.best_metrics
+  assert _strip(res.history) == _strip(ref.history)
+  with open(work / "metrics.jsonl") as f:
+    assert _strip([json.loads(line) for line in f]) == _strip(ref.history)
+
+
+def test_stale_best_file_is_made_consistent_on_resume(tmp_path):
+  run = make_run()
+  cfg = loop_config(30, checkpoint_every=10)
+  work = tmp_path / "w"
+  with pytest.raises(_Crash):  # evals at 10, 20; crash before the checkpoint at 30
+    train.fit(run.update, run.state, _crashing(run.batch_fn, 25), cfg, str(work),
+              eval_fn=run.eval_fn)
+  # Pretend a later best had been exported after the last checkpoint (then a kill).
+  shutil.copy(work / "best_params.npz", tmp_path / "keep.npz")
+  params, meta = train.load_params(str(work / "best_params.npz"))
+  train.save_params(str(work / "best_params.npz"), jax.tree.map(lambda p: p + 1, params),
+                    {**meta, "step": 25})
+  mgr = train.CheckpointManager(str(work / "checkpoints"))
+  mgr.save(20, *mgr.restore({"state": run.state, "best_params": run.state.params})[:2])
+  res = train.fit(run.update, run.state, run.batch_fn, cfg, str(work), eval_fn=run.eval_fn)
+  best, meta = train.load_params(str(work / "best_params.npz"))
+  assert meta["step"] == res.best_step and _params_equal(best, res.best_params)
+
+
+def test_records_logging_and_tensorboard(tmp_path, caplog):
+  run = make_run()
+  cfg = loop_config(12, log_every=4, eval_every=6, tensorboard=True, best_metric=None)
+  with caplog.at_level(logging.INFO, logger="absl"):
+    res = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path), eval_fn=run.eval_fn)
+  with open(tmp_path / "metrics.jsonl") as f:
+    recs = [json.loads(line) for line in f]
+  assert recs == res.history
+  assert [(r["event"], r["step"]) for r in recs] == [
+      ("train", 4), ("eval", 6), ("train", 8), ("train", 12), ("eval", 12), ("end", 12)]
+  for r in recs:
+    assert isinstance(r["wall_time"], float)
+  train_rec = recs[0]
+  assert {"loss", "mse", "grad_norm", "skipped", "steps_per_sec"} <= set(train_rec)
+  assert res.best_params is None and res.best_step is None
+  assert not (tmp_path / "best_params.npz").exists()
+  assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "tb"))
+  logged = [r.getMessage() for r in caplog.records]
+  assert any(m.startswith("step 4/12: ") for m in logged), logged  # no TTY: log lines
+
+
+def test_loop_config_validation():
+  with pytest.raises(ValueError, match="patience"):
+    train.LoopConfig(num_steps=10, patience=2)
+  with pytest.raises(ValueError, match="best_mode"):
+    train.LoopConfig(num_steps=10, best_metric="x", best_mode="up")
+  with pytest.raises(ValueError, match="num_steps"):
+    train.LoopConfig(num_steps=0)
