@@ -12,7 +12,8 @@ traceback (plus a few facts), so a test reports exactly which check failed.
 
 Tolerance of every "same result" check: float32 with a different reduction order (the
 batch-gradient sum is split over devices and all-reduced), so rtol=1e-5, atol=1e-6 on
-losses and parameters after STEPS steps.
+losses and parameters after STEPS steps (measured: losses 3e-7 relative, parameters 1.2e-7
+absolute, on 8 devices and on 4x2).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import os
 import subprocess
 import sys
 import traceback
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 RTOL, ATOL = 1e-5, 1e-6
 STEPS = 5
@@ -36,12 +37,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---------------------------------------------------------------- the shared training problem
 def make_problem():
-  """A small Haiku model (embedding table + MLP), data, and the jitted update function."""
+  """A small Haiku model (embedding table + MLP), data, and the project's jitted update.
+
+  Returns (TrainState, update, batches): `recsys_core.train.make_update_fn` with Adam
+  (lr 1e-2, global-norm clipping 1.0), exactly what the models train with.
+  """
   import haiku as hk
   import jax
   import jax.numpy as jnp
   import numpy as np
-  import optax
+  from recsys_core import train as train_lib
 
   class Model(hk.Module):
 
@@ -54,9 +59,10 @@ def make_problem():
 
   net = hk.without_apply_rng(hk.transform(lambda ids, x: Model(name="model")(ids, x)))
 
-  def loss_fn(params, batch):
+  def loss_fn(params, rng, batch):
+    del rng
     pred = net.apply(params, batch["ids"], batch["x"])
-    return jnp.mean((pred - batch["y"]) ** 2)
+    return jnp.mean((pred - batch["y"]) ** 2), {}
 
   rng = np.random.default_rng(0)
   batches = [{
@@ -65,28 +71,9 @@ def make_problem():
       "y": rng.normal(size=GLOBAL_BATCH).astype(np.float32),
   } for _ in range(STEPS)]
   params = jax.jit(net.init)(jax.random.key(0), batches[0]["ids"], batches[0]["x"])
-  optimizer = optax.sgd(0.05, momentum=0.9)
-  init_state, update = make_update(loss_fn, optimizer, params)
-  return init_state, update, batches
-
-
-class State(NamedTuple):
-  params: Any
-  opt_state: Any
-
-
-def make_update(loss_fn: Callable, optimizer, params):
-  """(initial state, jitted update(state, batch) -> (state, loss)), device-agnostic."""
-  import jax
-  import optax
-
-  @jax.jit
-  def update(state, batch):
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return State(optax.apply_updates(state.params, updates), opt_state), loss
-
-  return State(params, jax.jit(optimizer.init)(params)), update
+  optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(learning_rate=1e-2))
+  state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(0))
+  return state, train_lib.make_update_fn(loss_fn, optimizer), batches
 
 
 def train(mesh, state, update, batches, rules=(), local_rows=True):
@@ -98,8 +85,8 @@ def train(mesh, state, update, batches, rules=(), local_rows=True):
   losses = []
   for batch in batches:
     local = parallel.host_local_rows(batch, mesh) if local_rows else batch
-    state, loss = update(state, parallel.shard_batch(local, mesh))
-    losses.append(float(parallel.fetch(loss)))
+    state, metrics = update(state, parallel.shard_batch(local, mesh))
+    losses.append(float(parallel.fetch(metrics["loss"])))
   return state, np.array(losses)
 
 
@@ -286,7 +273,7 @@ def run_once(tmp_path_factory, key: str, run: Callable[[], Any]) -> Any:
     return value
 
 
-def run_worker(args, timeout=120) -> dict:
+def run_worker(args, timeout=300) -> dict:
   proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args], cwd=REPO,
                         env=worker_env(), capture_output=True, text=True, timeout=timeout)
   return {"rc": proc.returncode, "result": parse_result(proc.stdout),

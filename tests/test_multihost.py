@@ -21,7 +21,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(timeout=120):
+def _launch(timeout=300):
   port = _free_port()
   procs = [subprocess.Popen([sys.executable, worker.__file__, "process", str(pid),
                              str(NUM_PROCESSES), str(port)], cwd=worker.REPO,
