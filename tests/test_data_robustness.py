@@ -164,8 +164,10 @@ def test_missing_or_wrong_header(tmp_path):
   assert e.line == 1 and "anime_history.dat" in str(e)
 
 
-@pytest.mark.parametrize("content", [b"", b"\n\n\n", b"   \n", gzip.compress(b""),
-                                     gzip.compress(b"\n")])
+@pytest.mark.parametrize("content", [b"", b"\n\n\n", b"   \n",
+                                     gzip.compress(b"", mtime=0),
+                                     gzip.compress(b"\n", mtime=0)],
+                         ids=["0 bytes", "newlines", "blank", "gzip 0 bytes", "gzip newline"])
 def test_empty_files(tmp_path, content):
   for loader, name in ((data.load_movielens_100k, "u.data"), (data.load_sequences, "s.txt"),
                        (data.load_movielens_latest_small, "r.csv")):
