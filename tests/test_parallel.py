@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 from absl import flags as absl_flags
+from absl.testing import flagsaver
 
 from recsys_core import parallel
 from recsys_core.parallel import flags as parallel_flags
@@ -83,13 +84,16 @@ def test_batch_helpers_on_one_process():
 def test_primary_and_flags_single_process():
   assert parallel.is_primary()
   parallel.barrier("noop")  # one process: returns at once
-  fv = absl_flags.FlagValues()
   for name in ("coordinator_address", "num_processes", "process_id", "local_device_count"):
     assert name in absl_flags.FLAGS, name
-  absl_flags.FLAGS(["prog", "--num_processes=1", "--process_id=0"])
+  was_parsed = absl_flags.FLAGS.is_parsed()  # leave FLAGS as other tests had them
+  if not was_parsed:
+    absl_flags.FLAGS(["prog"])
   try:
-    parallel_flags.initialize_from_flags()  # num_processes=1: no jax.distributed, no-op
+    assert (parallel_flags.NUM_PROCESSES.value, parallel_flags.PROCESS_ID.value) == (1, 0)
+    with flagsaver.flagsaver(coordinator_address="127.0.0.1:1"):
+      parallel_flags.initialize_from_flags()  # num_processes=1: no jax.distributed, no-op
     assert jax.process_count() == 1
   finally:
-    absl_flags.FLAGS.unparse_flags()
-  del fv
+    if not was_parsed:
+      absl_flags.FLAGS.unparse_flags()
