@@ -9,7 +9,7 @@ code path: `recsys_core.train.make_update_fn` (Adam), state replicated and the b
 over the 'data' axis with `recsys_core.parallel` (GSPMD: XLA inserts the gradient
 all-reduce). Timed: `--steps` updates on batches already placed on the devices (input
 transfer excluded), after `--warmup` updates that include compilation, repeated
-`--repeats` times; metrics are the per-repeat steps/s and their ratio to 1 device, plus,
+`--repeats` times in each of `--rounds` interleaved rounds; metrics are the per-repeat steps/s and their ratio to 1 device, plus,
 as a diagnostic, 1 device running only one device's share of the batch (B/N rows): if N
 devices were truly parallel, N devices would run at about that rate.
 
@@ -35,7 +35,9 @@ _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts to 
 _BATCH = flags.DEFINE_integer("batch", 1024, "Global batch size (divisible by every count).")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed updates per repeat.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed updates first (includes compilation).")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats per device count.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats per device count and round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; each runs every device count once, "
+                               "interleaved so that load from other jobs hits all alike.")
 _ROWS = flags.DEFINE_integer("rows", 8192, "Embedding table rows.")
 _DIM = flags.DEFINE_integer("dim", 64, "Embedding width.")
 _HIDDEN = flags.DEFINE_integer("hidden", 512, "MLP width (two hidden layers).")
@@ -140,7 +142,18 @@ def main(argv):
 
   start = time.time()
   load_before = os.getloadavg()
-  runs = [_run_child(int(n)) for n in _DEVICES.value]
+  runs = {}
+  for _ in range(_ROUNDS.value):
+    for n in _DEVICES.value:
+      r = _run_child(int(n))
+      if n not in runs:
+        runs[n] = dict(r, warmup_s=[r["warmup_s"]])
+        continue
+      runs[n]["steps_per_s"] += r["steps_per_s"]
+      runs[n]["warmup_s"].append(r["warmup_s"])
+      for size, rates in r.get("steps_per_s_at_batch", {}).items():
+        runs[n]["steps_per_s_at_batch"][size] += rates
+  runs = list(runs.values())
   base = np.median(runs[0]["steps_per_s"])
   metrics, per_count = {}, {}
   for r in runs:
@@ -157,7 +170,7 @@ def main(argv):
       line += f"; 1 device at batch {r['rows_per_device']}: {np.median(share):.2f} steps/s"
     print(line)
   config = {"global_batch": _BATCH.value, "steps": _STEPS.value, "warmup": _WARMUP.value,
-            "repeats": _REPEATS.value, "table": [_ROWS.value, _DIM.value],
+            "repeats": _REPEATS.value, "rounds": _ROUNDS.value, "table": [_ROWS.value, _DIM.value],
             "mlp": [_DIM.value + FEATURES, _HIDDEN.value, _HIDDEN.value, 1],
             "optimizer": "adam (recsys_core.train.make_optimizer defaults, lr 1e-3)",
             "devices": [int(n) for n in _DEVICES.value]}
