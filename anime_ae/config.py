@@ -70,6 +70,7 @@ class TrainConfig:
   steps: int = 2000
   batch_size: int = 256
   learning_rate: float = 5e-4
+  weight_decay: float = 0.0    # > 0: AdamW (decoupled weight decay; not in the seed)
   clip_norm: Optional[float] = None
   plateau: bool = True
   plateau_factor: float = 0.5
@@ -83,7 +84,9 @@ class TrainConfig:
   checkpoint_every: int = 0    # 0 = only the final checkpoint
 
   def make(self) -> OptimizerConfig:
-    return OptimizerConfig(name="adam", learning_rate=self.learning_rate, clip_norm=self.clip_norm,
+    return OptimizerConfig(name="adamw" if self.weight_decay else "adam",
+                           learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+                           clip_norm=self.clip_norm,
                            plateau=self.plateau, plateau_factor=self.plateau_factor,
                            plateau_patience=self.plateau_patience,
                            plateau_cooldown=self.plateau_cooldown,
@@ -106,8 +109,7 @@ class AEConfig:
     sections = {}
     for field in dataclasses.fields(cls):
       section = _get(cfg, field.name)
-      sections[field.name] = _build(field.type_cls if hasattr(field, "type_cls") else
-                                    type(field.default), section, field.name)
+      sections[field.name] = _build(type(field.default), section, field.name)
     return cls(**sections)
 
   def to_dict(self) -> dict:

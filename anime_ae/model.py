@@ -37,6 +37,13 @@ class ModelConfig:
   bottleneck_dim: int = 512
   noise_std: float = 0.1
   shared_decoder: bool = False
+  # "l2": divide each input row by the L2 norm of its presence vector, sqrt(|profile|)
+  # (Mult-VAE's input normalisation; not in the seed). "none": the seed's raw input.
+  input_norm: str = "none"
+
+  def __post_init__(self):
+    if self.input_norm not in ("none", "l2"):
+      raise ValueError(f"input_norm must be 'none' or 'l2', got {self.input_norm!r}")
 
   def make(self, num_items: int) -> hk.Transformed:
     """Returns the haiku-transformed forward fn(x_rating, x_presence, is_training) -> AEOutput."""
@@ -59,6 +66,8 @@ class TwoHeadAE(hk.Module):
   def __call__(self, x_rating, x_presence, is_training: bool = False) -> AEOutput:
     cfg = self.config
     x = jnp.concatenate([x_rating, x_presence], axis=-1)                 # [B, 2I]
+    if cfg.input_norm == "l2":
+      x = x * jax.lax.rsqrt(jnp.maximum(x_presence.sum(-1, keepdims=True), 1.0))
     h = jax.nn.swish(hk.Linear(cfg.hidden_dim, name="encoder")(x))         # [B, H]
     bottleneck = hk.Linear(cfg.bottleneck_dim, name="bottleneck")(h)      # [B, Z]
     z = bottleneck

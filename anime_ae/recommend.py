@@ -162,12 +162,18 @@ def explain(apply_eval: Callable[[np.ndarray, np.ndarray], AEOutput], num_items:
 
 def jit_apply_eval(transformed, params, pad: bool = True
                    ) -> Callable[[np.ndarray, np.ndarray], AEOutput]:
-  """Deterministic (no noise) jitted forward: (x_rating, x_presence) -> AEOutput (numpy).
+  """Deterministic (no noise) jitted forward: (x_rating, x_presence) -> AEOutput (numpy)."""
+  fn = jax.jit(lambda p, xr, xp: transformed.apply(p, None, xr, xp, False))
+  return padded_apply(fn, params, pad)
+
+
+def padded_apply(fn: Callable, params, pad: bool = True
+                 ) -> Callable[[np.ndarray, np.ndarray], AEOutput]:
+  """Wraps a jitted fn(params, x_rating, x_presence) -> AEOutput, returning numpy outputs.
 
   With `pad`, batches are zero-padded to the next power of two (at least 8) so that varying
   batch sizes (profiles of different lengths) reuse a few compiled shapes.
   """
-  fn = jax.jit(lambda p, xr, xp: transformed.apply(p, None, xr, xp, False))
 
   def apply_eval(xr, xp) -> AEOutput:
     b = xr.shape[0]

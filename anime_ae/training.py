@@ -2,12 +2,14 @@
 
 The batch of step t is a pure function of (seed, t): profile indices from
 `recsys_core.train.data.EpochBatcher`, input dropout drawn from `default_rng([seed, 1, t])`,
-so a resumed run sees exactly the batches of an uninterrupted one.
+so a resumed run sees exactly the batches of an uninterrupted one. The loop, checkpoints and
+metrics.jsonl are `recsys_core.train.fit`'s.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import logging
+import tempfile
 import time
 from typing import Any, Callable, Optional
 
@@ -18,12 +20,8 @@ import numpy as np
 
 from anime_ae.config import AEConfig
 from anime_ae.profiles import SparseProfiles, dense_batch
-from recsys_core.train.data import EpochBatcher
-from recsys_core.train.optim import make_optimizer
-from recsys_core.train.state import TrainState, init_train_state
-from recsys_core.train.update import check_finite, make_update_fn
-
-log = logging.getLogger(__name__)
+from recsys_core.train import EpochBatcher, LoopConfig, fit, init_train_state, make_optimizer
+from recsys_core.train import make_update_fn
 
 
 def make_loss_fn(transformed: hk.Transformed, config: AEConfig):
@@ -44,10 +42,10 @@ class ProfileBatches:
     self.profiles = profiles
     self.dropout = config.data.make()
     self.seed = config.train.seed
-    bs = min(config.train.batch_size, profiles.num_profiles)
-    self.batcher = EpochBatcher(profiles.num_profiles, bs, self.seed)
+    self.batch_size = min(config.train.batch_size, profiles.num_profiles)
+    self.batcher = EpochBatcher(profiles.num_profiles, self.batch_size, self.seed)
 
-  def __call__(self, step: int) -> dict[str, np.ndarray]:
+  def __call__(self, step: int):
     idx = self.batcher.indices(step)
     rng = np.random.default_rng([self.seed, 1, int(step)])
     return dense_batch(self.profiles, idx, self.dropout, rng)
@@ -60,46 +58,37 @@ def init_params(transformed: hk.Transformed, num_items: int, seed: int):
 
 @dataclasses.dataclass
 class TrainResult:
-  params: Any
-  history: list[dict]
+  params: Any              # the best params (by the validation metric) or the final ones
+  history: list[dict]      # the metrics.jsonl records ("train", "eval", "end" events)
   seconds: float
+  best_step: Optional[int] = None
 
 
-def train(profiles: SparseProfiles, config: AEConfig,
-          on_log: Optional[Callable[[int, dict], None]] = None,
-          validate: Optional[Callable[[Any], dict]] = None) -> TrainResult:
-  """Trains for config.train.steps; returns the final params and the logged metrics.
+def train(profiles: SparseProfiles, config: AEConfig, workdir: Optional[str] = None,
+          eval_fn: Optional[Callable[[Any], dict]] = None,
+          best_metric: Optional[str] = None) -> TrainResult:
+  """Trains with `recsys_core.train.fit` for config.train.steps.
 
-  on_log(step, metrics) is called every `log_every` steps (and at the end) with the averaged
-  training metrics (raw losses, learned weights, lr scale) and, when `validate` is given and
-  eval_every divides the step, its metrics prefixed "valid/".
+  Checkpoints (orbax, resumable) and metrics.jsonl (raw losses, learned uncertainty weights,
+  lr scale, eval metrics) go to `workdir` (a temporary folder when None). With `eval_fn` and
+  `best_metric` (a key of eval_fn's dict, maximised), the best evaluated params are returned.
   """
   tc = config.train
   transformed = config.model.make(profiles.num_items)
   optimizer = make_optimizer(tc.make())
   params = init_params(transformed, profiles.num_items, tc.seed)
-  state: TrainState = init_train_state(params, optimizer, jax.random.PRNGKey(tc.seed + 1))
-  update = make_update_fn(make_loss_fn(transformed, config), optimizer)
+  state = init_train_state(params, optimizer, jax.random.PRNGKey(tc.seed + 1))
   batch_fn = ProfileBatches(profiles, config)
-  history, acc = [], {}
+  update = make_update_fn(make_loss_fn(transformed, config), optimizer)
+  loop = LoopConfig(num_steps=tc.steps, log_every=max(1, min(tc.log_every, tc.steps)),
+                    eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every or tc.steps,
+                    keep_checkpoints=1, best_metric=best_metric if eval_fn else None,
+                    progress_bar=False)
   start = time.perf_counter()
-  for step in range(tc.steps):
-    state, metrics = update(state, batch_fn(step))
-    acc.setdefault("_n", 0)
-    acc["_n"] += 1
-    for k, v in metrics.items():
-      acc[k] = acc.get(k, 0.0) + v
-    last = step + 1 == tc.steps
-    if (tc.log_every and (step + 1) % tc.log_every == 0) or last:
-      check_finite(metrics, step)
-      n = acc.pop("_n")
-      row = {k: float(np.asarray(v)) / n for k, v in acc.items()}
-      row["step"] = step + 1
-      row["seconds"] = time.perf_counter() - start
-      if validate is not None and ((tc.eval_every and (step + 1) % tc.eval_every == 0) or last):
-        row.update({f"valid/{k}": v for k, v in validate(state.params).items()})
-      history.append(row)
-      if on_log is not None:
-        on_log(step + 1, row)
-      acc = {}
-  return TrainResult(state.params, history, time.perf_counter() - start)
+  with contextlib.ExitStack() as stack:
+    if workdir is None:
+      workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="anime_ae_"))
+    res = fit(update, state, batch_fn, loop, workdir, eval_fn=eval_fn,
+              config=config.to_dict())
+  params = res.best_params if res.best_params is not None else jax.device_get(res.state.params)
+  return TrainResult(params, res.history, time.perf_counter() - start, res.best_step)

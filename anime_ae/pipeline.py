@@ -1,0 +1,137 @@
+"""Train, then print the seed's tables: the library core of experiments/train_anime_ae.py.
+
+`train_and_report(config, workdir)`:
+  1. loads the dataset (`config.dataset`: the embedded anime subsample by default), applies the
+     profile filters (min ratings; watch status is a no-op for data without one), and holds
+     out `config.eval.heldout_profiles` random profiles (seed `config.eval.split_seed`);
+  2. trains on the rest with `recsys_core.train.fit` (checkpoints and metrics.jsonl under
+     <workdir>/train), saves the usable model to <workdir>/model.npz;
+  3. prints and returns the evaluation-set holdout tables over the held-out profiles, the
+     holdout table of one example profile, its top-k recommendations with explanations, and
+     bottleneck statistics; the same is written to <workdir>/report.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from anime_ae import analysis, training
+from anime_ae.config import AEConfig
+from anime_ae.profiles import build_profiles, filter_profiles
+from anime_ae.trained import Recommendation, TrainedAE
+from recsys_core.data import load_dataset
+from recsys_core.data.loaders import DATASETS, load_anime, resolve_data_dir
+from recsys_core.data.types import Interactions
+
+
+def load_with_names(dataset: str, data_dir: Optional[str] = None
+                    ) -> tuple[Interactions, Optional[np.ndarray]]:
+  """(interactions, item names [I] or None). Anime: the embedded copy unless data_dir is given."""
+  if dataset == "anime":
+    folder = None if data_dir is None else os.path.join(resolve_data_dir(data_dir),
+                                                        DATASETS["anime"].folder)
+    data = load_anime(folder)
+    return data.interactions, data.info.name
+  return load_dataset(dataset, data_dir), None
+
+
+def item_label(item: int, item_ids: np.ndarray, names: Optional[np.ndarray]) -> str:
+  label = f"[{item_ids[item]}]"
+  if names is not None and names[item]:
+    label += f" {names[item]}"
+  return label
+
+
+def format_recommendations(recs: list[Recommendation], item_ids: np.ndarray,
+                           names: Optional[np.ndarray]) -> str:
+  lines = [f"{'#':>3} {'score':>8} {'P(in profile)':>13} {'pred':>5}  item"]
+  for r, rec in enumerate(recs, 1):
+    lines.append(f"{r:3d} {rec.score:8.3f} {100 * rec.prob:12.4f}% {rec.rating:5.2f}  "
+                 f"{item_label(rec.item, item_ids, names)}")
+    if rec.because:
+      lines.append("        because you have: " + "; ".join(
+          f"{item_label(k, item_ids, names)} ({c:+.3f})" for k, c in rec.because))
+  return "\n".join(lines)
+
+
+def user_rows(x: Interactions, u: int) -> tuple[np.ndarray, np.ndarray]:
+  """(items, stars with NaN for unrated) of dense user u."""
+  rows = np.flatnonzero(x.users == u)
+  stars = (np.full(len(rows), np.nan, np.float32) if x.ratings is None
+           else x.ratings[rows].astype(np.float32))
+  return x.items[rows].astype(np.int64), stars
+
+
+def train_and_report(config: Any, workdir: str, data_dir: Optional[str] = None,
+                     out: Callable[[str], None] = print) -> dict:
+  """Trains the autoencoder described by the ml_collections `config` and reports.
+
+  Args:
+    config: an experiments/configs/anime_ae.py config (sections model, loss, ratings, data,
+      train, recommend; plus dataset and eval).
+    workdir: output folder (train/ checkpoints + metrics.jsonl, model.npz, report.json).
+      Re-running with the same workdir resumes training from its checkpoint.
+    data_dir: folder holding the dataset folders (e.g. shared/data); None = the embedded
+      anime data (only for dataset "anime").
+    out: where the tables are printed.
+
+  Returns:
+    dict with "evaluation_holdout", "example_holdout", "recommendations", "bottleneck",
+    "train" (last train record), "model_path", "num_train_profiles", "num_heldout_profiles".
+  """
+  ae = AEConfig.from_config_dict(config)
+  x, names = load_with_names(config.dataset, data_dir)
+  transform = ae.ratings.make(x.ratings)
+  profiles = build_profiles(x, transform)
+  keep = filter_profiles(x, ae.data.min_ratings, keep_statuses=ae.data.keep_statuses)
+  if len(keep) < 2:
+    raise ValueError(f"{x.source}: only {len(keep)} profiles have >= {ae.data.min_ratings} ratings")
+  perm = np.random.default_rng(config.eval.split_seed).permutation(keep)
+  n_eval = min(int(config.eval.heldout_profiles), len(keep) // 2)
+  eval_idx, train_idx = np.sort(perm[:n_eval]), np.sort(perm[n_eval:])
+  out(f"{config.dataset}: {x.num_users} users, {x.num_items} items, {len(x)} rows; "
+      f"{len(keep)} profiles with >= {ae.data.min_ratings} ratings -> {len(train_idx)} train, "
+      f"{len(eval_idx)} held out")
+
+  os.makedirs(workdir, exist_ok=True)
+  train_profiles = profiles.subset(train_idx)
+  result = training.train(train_profiles, ae, workdir=os.path.join(workdir, "train"))
+  last = [r for r in result.history if r.get("event") == "train"][-1]
+  out(f"trained {ae.train.steps} steps in {result.seconds:.1f} s: loss {last['loss']:.4f} "
+      f"(presence {last['loss_presence']:.4f}, rating {last['loss_rating']:.4f}, learned "
+      f"weights {last['weight_presence']:.3f} / {last['weight_rating']:.3f})")
+  model = TrainedAE(ae, result.params, transform, np.asarray(x.item_ids), dataset=config.dataset)
+  model.set_population_popularity(train_profiles)
+  model_path = model.save(os.path.join(workdir, "model.npz"))
+
+  table = analysis.evaluation_set_holdout(model.apply_eval, profiles, eval_idx)
+  out(analysis.format_evaluation_table(table))
+
+  u = int(eval_idx[int(config.eval.example_profile) % len(eval_idx)])
+  items, stars = user_rows(x, u)
+  example = analysis.profile_table(model.holdout(items, stars))
+  out(f"\nEXAMPLE PROFILE: user {x.user_ids[u]} ({len(items)} items)")
+  out(analysis.format_profile_table(example))
+  recs = model.recommend(items, stars)
+  out(f"\nTOP-{len(recs)} RECOMMENDATIONS (mix {ae.recommend.mix}, niche boost "
+      f"{ae.recommend.niche_boost}) for user {x.user_ids[u]}:")
+  out(format_recommendations(recs, model.item_ids, names))
+
+  bottleneck = analysis.bottleneck_stats(model.apply_eval, profiles, eval_idx)
+  out("\n" + analysis.format_bottleneck(bottleneck))
+
+  report = {"evaluation_holdout": table, "example_holdout": example,
+            "example_user": int(x.user_ids[u]),
+            "recommendations": [dict(item_id=int(model.item_ids[r.item]),
+                                     name=None if names is None else str(names[r.item]),
+                                     score=r.score, prob=r.prob, rating=r.rating,
+                                     because=[(int(model.item_ids[k]), c) for k, c in r.because])
+                                for r in recs],
+            "bottleneck": bottleneck, "train": last, "model_path": model_path,
+            "num_train_profiles": int(len(train_idx)), "num_heldout_profiles": int(len(eval_idx))}
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(report, f, indent=1, default=float)
+  return report

@@ -1,0 +1,154 @@
+r"""Recommendations for one profile from a trained autoencoder.
+
+  python -m experiments.recommend_anime --model runs/anime_ae_quick_anime/model.npz \
+      --items 1:9,5:8,6:10,19 --plan_to_watch 82,127 --mix 0.2 --niche_boost 0.3
+  python -m experiments.recommend_anime --model .../model.npz --profile_csv me.csv
+
+Profile: original item ids (the Anime_ID of the anime subsample) with optional ratings, as
+`--items ID[:RATING],...` (no rating = watched, not rated) or a CSV with the header
+`item_id,rating` (empty rating = unrated). Plan-to-watch: the anime data has no plan-to-watch
+lists, so the user supplies theirs with `--plan_to_watch ID,...` or `--plan_to_watch_csv`
+(one `item_id` column); `--filter_plan_to_watch=false` lets them be recommended.
+Unknown ids and malformed ratings are errors that name the id (and the CSV line).
+Names come from anime_info (embedded data, or --data_dir) when the model is an anime model.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import sys
+from typing import Optional
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from anime_ae.pipeline import format_recommendations, load_with_names
+from anime_ae.trained import TrainedAE
+
+_MODEL = flags.DEFINE_string("model", None, "model.npz written by experiments/train_anime_ae.py")
+_ITEMS = flags.DEFINE_list("items", None, "Profile as ID[:RATING],... (original item ids).")
+_CSV = flags.DEFINE_string("profile_csv", None, "Profile CSV with header item_id,rating.")
+_PTW = flags.DEFINE_list("plan_to_watch", [], "Plan-to-watch item ids.")
+_PTW_CSV = flags.DEFINE_string("plan_to_watch_csv", None, "CSV with header item_id.")
+_FILTER_PTW = flags.DEFINE_boolean("filter_plan_to_watch", True, "Never recommend plan-to-watch items.")
+_MIX = flags.DEFINE_float("mix", None, "Presence/rating mix in [0, 1] (0 = rating only, "
+                          "1 = presence only); default: the model's config (0.2).")
+_NICHE = flags.DEFINE_float("niche_boost", None, "Niche boost in [0, 1]; default: the config's (0).")
+_TOP_K = flags.DEFINE_integer("top_k", None, "How many recommendations.")
+_EXPLAIN = flags.DEFINE_boolean("explain", True, "Show the profile items behind each one.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders, for names.")
+_NAMES = flags.DEFINE_boolean("names", True, "Load anime names (anime models only).")
+
+
+class ProfileError(ValueError):
+  """A profile entry could not be used (unknown id, bad rating, malformed CSV)."""
+
+
+def _parse_id(token: str, where: str) -> int:
+  try:
+    return int(token.strip())
+  except ValueError:
+    raise ProfileError(f"{where}: item id {token.strip()!r} is not an integer") from None
+
+
+def _parse_rating(token: str, where: str, lo: float, hi: float) -> float:
+  token = token.strip()
+  if not token:
+    return math.nan
+  try:
+    value = float(token)
+  except ValueError:
+    raise ProfileError(f"{where}: rating {token!r} is not a number") from None
+  if not lo <= value <= hi:
+    raise ProfileError(f"{where}: rating {value:g} is outside the model's scale [{lo:g}, {hi:g}]")
+  return value
+
+
+def parse_profile(model: TrainedAE, items: Optional[list[str]] = None,
+                  csv_path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+  """(dense item indices, stars with NaN = unrated) from --items tokens or a CSV file."""
+  index = {int(i): k for k, i in enumerate(np.asarray(model.item_ids).tolist())}
+  lo, hi = model.transform.lo, model.transform.hi
+  entries = []  # (original id, rating, where)
+  if csv_path:
+    with open(csv_path, newline="") as f:
+      reader = csv.reader(f)
+      header = next(reader, None)
+      if header is None or [h.strip() for h in header] not in (["item_id", "rating"], ["item_id"]):
+        raise ProfileError(f"{csv_path} line 1: expected the header 'item_id,rating', got {header}")
+      for line_no, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+          continue
+        where = f"{csv_path} line {line_no}"
+        if len(row) > 2:
+          raise ProfileError(f"{where}: expected 'item_id,rating', got {len(row)} fields")
+        entries.append((_parse_id(row[0], where),
+                        _parse_rating(row[1] if len(row) > 1 else "", where, lo, hi), where))
+  for token in items or []:
+    where = f"--items entry {token!r}"
+    item, _, rating = token.partition(":")
+    entries.append((_parse_id(item, where), _parse_rating(rating, where, lo, hi), where))
+  if not entries:
+    raise ProfileError("empty profile: give --items ID[:RATING],... or --profile_csv")
+  dense, stars, seen = [], [], {}
+  for item_id, rating, where in entries:
+    if item_id not in index:
+      raise ProfileError(f"{where}: unknown item id {item_id} (the model knows "
+                         f"{len(index)} items, ids {min(index)}..{max(index)})")
+    if item_id in seen:
+      raise ProfileError(f"{where}: item id {item_id} is listed twice (first at {seen[item_id]})")
+    seen[item_id] = where
+    dense.append(index[item_id])
+    stars.append(rating)
+  return np.asarray(dense, np.int64), np.asarray(stars, np.float32)
+
+
+def parse_ids(model: TrainedAE, ids: list[str], csv_path: Optional[str]) -> np.ndarray:
+  index = {int(i): k for k, i in enumerate(np.asarray(model.item_ids).tolist())}
+  entries = [(t, f"--plan_to_watch entry {t!r}") for t in ids]
+  if csv_path:
+    with open(csv_path, newline="") as f:
+      rows = list(csv.reader(f))
+    if not rows or rows[0][0].strip() != "item_id":
+      raise ProfileError(f"{csv_path} line 1: expected the header 'item_id'")
+    entries += [(r[0], f"{csv_path} line {n}") for n, r in enumerate(rows[1:], 2) if r and r[0].strip()]
+  out = []
+  for token, where in entries:
+    item_id = _parse_id(token, where)
+    if item_id not in index:
+      raise ProfileError(f"{where}: unknown item id {item_id}")
+    out.append(index[item_id])
+  return np.asarray(out, np.int64)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  model = TrainedAE.load(_MODEL.value)
+  cfg = model.config.recommend
+  overrides = {k: v for k, v in (("mix", _MIX.value), ("niche_boost", _NICHE.value),
+                                 ("top_k", _TOP_K.value)) if v is not None}
+  cfg = dataclasses.replace(cfg, filter_plan_to_watch=_FILTER_PTW.value, **overrides)
+  try:
+    items, stars = parse_profile(model, _ITEMS.value, _CSV.value)
+    ptw = parse_ids(model, _PTW.value, _PTW_CSV.value)
+  except (ProfileError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  names = None
+  if _NAMES.value and model.dataset == "anime":
+    x, all_names = load_with_names("anime", _DATA_DIR.value)
+    lookup = {int(i): n for i, n in zip(np.asarray(x.item_ids).tolist(), all_names)}
+    names = np.array([lookup.get(int(i), "") for i in model.item_ids], dtype=object)
+  recs = model.recommend(items, stars, ptw, cfg, explain=_EXPLAIN.value)
+  print(f"profile: {len(items)} items ({int(np.sum(~np.isnan(stars)))} rated); plan-to-watch "
+        f"{len(ptw)} ({'filtered' if cfg.filter_plan_to_watch else 'not filtered'}); mix {cfg.mix}, "
+        f"niche boost {cfg.niche_boost}")
+  print(format_recommendations(recs, model.item_ids, names))
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("model")
+  app.run(main)
