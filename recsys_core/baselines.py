@@ -85,9 +85,10 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
   gram = np.asarray(gram, np.float32)
   n = gram.shape[0]
   gram[np.diag_indices(n)] += np.float32(l2)
-  # Cholesky inverse (LAPACK potrf + potri) is ~2x cheaper than a general inverse. Fortran
-  # order avoids copies; the result holds only the upper triangle.
-  a = np.asfortranarray(gram)
+  # Cholesky inverse (LAPACK potrf + potri) is ~2x cheaper than a general inverse. LAPACK
+  # wants Fortran order: the transpose of a C-ordered symmetric matrix is the same matrix in
+  # Fortran order, so no copy is made. The result holds only the upper triangle.
+  a = gram.T if gram.flags.c_contiguous else np.asfortranarray(gram)
   del gram
   c, info = lapack.spotrf(a, lower=0, clean=0, overwrite_a=1)
   if info != 0:

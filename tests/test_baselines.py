@@ -82,3 +82,36 @@ def test_errors():
     baselines.Popularity().fit(train).score(_interactions([0], [0], 1, 3))
   with pytest.raises(ValueError, match="l2"):
     baselines.EASE(l2=0.0)
+
+
+def test_eval_baselines_binary_writes_result_files(tmp_path):
+  """The absl binary end to end on a small synthetic MovieLens-100K-format file."""
+  import json
+  import os
+  import subprocess
+  import sys
+  rng = np.random.default_rng(0)
+  folder = tmp_path / "data" / "movielens_100k"
+  folder.mkdir(parents=True)
+  rows = []
+  for user in range(1, 61):
+    for item in rng.choice(np.arange(1, 41), size=rng.integers(8, 20), replace=False):
+      rows.append(f"{user}\t{item}\t{rng.integers(1, 6)}\t{880000000 + len(rows)}")
+  (folder / "u.data").write_text("\n".join(rows) + "\n")
+  out = tmp_path / "results"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.eval_baselines",
+       "--config", os.path.join(root, "experiments/configs/baselines.py") + ":ml100k",
+       "--config.ease_l2_grid=(1.0,10.0)", "--data_dir", str(tmp_path / "data"),
+       "--seeds", "0,1", "--out_dir", str(out)],
+      cwd=root, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for model in ("popularity", "ease"):
+    rec = json.load(open(out / f"baseline_{model}_ml100k_strong_generalization.json"))
+    assert rec["seeds"] == [0, 1] and rec["config"]["rating_threshold"] == 3.5
+    for key in ("recall@20", "recall@50", "ndcg@100"):
+      assert len(rec["metrics"][key]["values"]) == 2
+      assert 0.0 <= rec["metrics"][key]["mean"] <= 1.0
+  ease = json.load(open(out / "baseline_ease_ml100k_strong_generalization.json"))
+  assert all(l2 in (1.0, 10.0) for l2 in ease["config"]["lambda_per_seed"])
