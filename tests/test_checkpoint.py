@@ -52,6 +52,8 @@ def test_round_trip_and_retention(tmp_path, typed_key):
   assert isinstance(state, train.TrainState)
   state2, _, _ = mgr.restore(base, step=2)
   _assert_trees_equal(state2, _bump(base, 2))
+  with pytest.raises(train.CheckpointError, match="no checkpoint of step 1 "):
+    mgr.restore(base, step=1)  # pruned (max_to_keep=2)
 
 
 def test_commit_is_atomic_and_leftovers_are_cleaned(tmp_path):

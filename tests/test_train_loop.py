@@ -1,8 +1,10 @@
 """fit(): best selection, early stopping, NaN policies, in-process resume, records."""
+import io
 import json
 import logging
 import os
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -224,3 +226,20 @@ def test_loop_config_validation():
     train.LoopConfig(num_steps=10, best_metric="x", best_mode="up")
   with pytest.raises(ValueError, match="num_steps"):
     train.LoopConfig(num_steps=0)
+
+
+class _FakeTTY(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_bar_only_on_a_tty(tmp_path, monkeypatch, caplog):
+  run = make_run()
+  fake = _FakeTTY()
+  monkeypatch.setattr(sys, "stderr", fake)
+  with caplog.at_level(logging.INFO, logger="absl"):
+    train.fit(run.update, run.state, run.batch_fn, loop_config(10, checkpoint_every=100, progress_bar=True),
+              str(tmp_path), eval_fn=run.eval_fn)
+  out = fake.getvalue()
+  assert "10/10" in out and "eval at step 10" in out, out  # tqdm bar; evals written through it
+  assert not any(r.getMessage().startswith("step 5/10") for r in caplog.records)

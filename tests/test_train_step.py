@@ -73,6 +73,15 @@ def test_reduce_on_plateau_lowers_lr_scale_after_flat_loss():
   assert train.plateau_scale(train.make_optimizer(train.OptimizerConfig()).init({})) is None
 
 
+def test_plateau_scale_ignores_params_named_scale():
+  # LayerNorm/RMSNorm params are called "scale"; Adam's moments mirror them.
+  params = {"layer_norm": {"scale": jnp.ones(3), "offset": jnp.zeros(3)}}
+  for plateau in (False, True):
+    opt = train.make_optimizer(train.OptimizerConfig(plateau=plateau))
+    got = train.plateau_scale(opt.init(params))
+    assert (got is None) if not plateau else (float(got) == 1.0 and got.shape == ())
+
+
 def test_improving_loss_keeps_lr_scale():
   opt = train.make_optimizer(train.OptimizerConfig(learning_rate=0.05, plateau=True,
                                                    plateau_patience=2, clip_norm=None))

@@ -75,16 +75,17 @@ def _key_entry(k) -> list:
 def _flatten(tree) -> tuple[list[np.ndarray], list[dict], Any]:
   """Leaves as host numpy arrays (typed PRNG keys as their key data), specs, treedef."""
   with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  leaves, specs = [], []
+  specs, device_leaves = [], []
   for path, leaf in with_path:
     spec = {"path": jax.tree_util.keystr(path), "keys": [_key_entry(k) for k in path]}
     if _is_prng_key(leaf):
       spec["prng_impl"] = str(jax.random.key_impl(leaf))
       leaf = jax.random.key_data(leaf)
-    arr = np.asarray(jax.device_get(leaf))
-    spec.update(shape=list(arr.shape), dtype=str(arr.dtype))
-    leaves.append(arr)
     specs.append(spec)
+    device_leaves.append(leaf)
+  leaves = [np.asarray(x) for x in jax.device_get(device_leaves)]  # one transfer for all
+  for spec, arr in zip(specs, leaves):
+    spec.update(shape=list(arr.shape), dtype=str(arr.dtype))
   return leaves, specs, treedef
 
 
@@ -122,10 +123,13 @@ def _check_specs(saved: Sequence[dict], wanted: Sequence[dict], where: str) -> N
   if not problems and [s["path"] for s in saved] != [w["path"] for w in wanted]:
     problems.append("the same leaves in a different order (tree structure differs)")
   if problems:
+    # Model params first, then optimizer state and extra copies (same problem, less direct).
+    problems.sort(key=lambda line: ("opt_state" in line, "best_params" in line))
     shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
     raise CheckpointMismatchError(
         f"{where} does not match the model/config it is restored into "
-        f"({len(problems)} mismatch{'es' if len(problems) > 1 else ''}):\n  " + "\n  ".join(shown))
+        f"({len(problems)} mismatch{'es' if len(problems) > 1 else ''}):\n  " + "\n  ".join(shown)
+        + "\nRestore with the config it was written with, or use a new directory.")
 
 
 def _unflatten(treedef, target_leaves, arrays: Sequence[np.ndarray], device_put: bool):
@@ -351,7 +355,12 @@ class CheckpointManager:
     is tried; CheckpointError if checkpoints existed but none was intact.
     """
     wanted, target_leaves, treedef = _target_specs(target)
-    candidates = self.all_steps()[::-1] if step is None else [int(step)]
+    candidates = self.all_steps()[::-1]
+    if step is not None:
+      if int(step) not in candidates:
+        raise CheckpointError(f"no checkpoint of step {step} in {self.directory} "
+                              f"(steps: {candidates[::-1]})")
+      candidates = [int(step)]
     if not candidates:
       return None
     damaged = []

@@ -186,7 +186,9 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
   only gives the structure, shapes and dtypes). `config` (JSON-serialisable: dicts,
   dataclasses, ConfigDicts) is stored in checkpoint and best-params metadata. Obeys
   `update_fn.nan_policy` ("raise" by default): a non-finite step raises NonFiniteError
-  naming the step before anything after it is evaluated or saved.
+  naming the step before anything after it is evaluated or saved. `eval_fn(params)` returns
+  scalar metrics. With `make_update_fn(..., donate=True)` init_state is consumed; best params
+  are host copies, so they stay valid.
   """
   if cfg.best_metric is not None and eval_fn is None:
     raise ValueError(f"LoopConfig.best_metric={cfg.best_metric!r} needs an eval_fn")
@@ -217,8 +219,9 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
     _sync_best_file(cfg, best_path, best_params, loop, config_json)
     logging.info("Resumed %s at step %d", workdir, ckpt_step)
   step = int(state.step)
-  if loop["done"] == "early_stop" or (loop["done"] and step >= cfg.num_steps):
-    logging.info("%s: training already finished at step %d (%s)", workdir, step, loop["done"])
+  if loop["done"] == "early_stop" or step >= cfg.num_steps:
+    logging.info("%s: training already finished at step %d (%s)", workdir, step,
+                 loop["done"] or f"num_steps={cfg.num_steps}")
     return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history)
   loop["done"] = None
 
@@ -228,12 +231,12 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
   if cfg.progress_bar and sys.stderr.isatty():
     import tqdm  # pylint: disable=g-import-not-at-top
     pbar = tqdm.tqdm(total=cfg.num_steps, initial=step, dynamic_ncols=True)
-  say = pbar.write if pbar is not None else logging.info
+  say = (lambda msg: pbar.write(msg, file=sys.stderr)) if pbar is not None else logging.info
 
   def consume(batch_step: int, metrics) -> None:
     host = _scalar_metrics(jax.device_get(metrics))
     if nan_policy == "raise" and host.get("skipped", 0):
-      recorder.write("nonfinite", batch_step + 1, host)
+      recorder.write("nonfinite", batch_step + 1, {"batch": batch_step, **host})
       recorder.sync()
       raise NonFiniteError(batch_step, host)
     window.add(host)

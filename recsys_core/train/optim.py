@@ -102,5 +102,11 @@ def make_optimizer(cfg: OptimizerConfig,
 
 
 def plateau_scale(opt_state: Any) -> Optional[jax.Array]:
-  """reduce_on_plateau's current LR multiplier in `opt_state`, or None without plateau."""
-  return optax.tree_utils.tree_get(opt_state, "scale")
+  """reduce_on_plateau's current LR multiplier in `opt_state`, or None without plateau.
+
+  Matches the ReduceLROnPlateauState node itself, not any key named "scale" (LayerNorm and
+  RMSNorm params are called "scale", and Adam's moments mirror the params).
+  """
+  is_plateau = lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState)
+  states = [x for x in jax.tree.leaves(opt_state, is_leaf=is_plateau) if is_plateau(x)]
+  return states[-1].scale if states else None
