@@ -272,6 +272,22 @@ def test_config_from_config_dict_rejects_unknown_keys():
     AEConfig.from_config_dict({"model": {"hiden_dim": 3}})
 
 
+def test_train_config_is_adam_with_reduce_on_plateau():
+  import optax
+  from anime_ae.config import TrainConfig
+  opt = TrainConfig().make()
+  assert opt.name == "adam" and opt.learning_rate == 5e-4 and opt.plateau  # the seed's
+  assert TrainConfig(weight_decay=0.01).make().name == "adamw"
+  from recsys_core.train import make_optimizer
+  params = {"w": jnp.ones(3)}
+  o = make_optimizer(TrainConfig(plateau_patience=1, plateau_accumulation_size=1,
+                                 plateau_factor=0.5).make())
+  state = o.init(params)
+  for _ in range(4):  # a loss that never improves halves the learning-rate scale
+    _, state = o.update({"w": jnp.ones(3)}, state, params, value=jnp.asarray(1.0))
+  assert float(optax.tree_utils.tree_get(state, "scale")) < 1.0
+
+
 # --- recommendation -------------------------------------------------------------------
 
 

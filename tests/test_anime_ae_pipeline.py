@@ -74,7 +74,7 @@ def test_train_and_report_prints_the_seed_tables(trained):
   assert (work / "train" / "metrics.jsonl").exists()       # recsys_core.train outputs
   assert any((work / "train" / "checkpoints").iterdir())
   rec = report["train"]
-  for key in ("loss_presence", "loss_rating", "weight_presence", "weight_rating"):
+  for key in ("loss_presence", "loss_rating", "weight_presence", "weight_rating", "lr_scale"):
     assert key in rec
 
 
