@@ -27,9 +27,9 @@ or, scoped (tests)::
       params = model.init(...); out = model.apply(...)            # trace inside the scope
 
 Policies are per class and global: a normalisation layer used outside the model class also
-hands bfloat16 on while the switch is on. The policy is read while haiku traces the module, not when a jitted function runs: a
-function jitted and traced under one precision keeps it. Choose the precision before
-tracing (build a fresh jit per precision).
+hands bfloat16 on while the switch is on. The policy is read while haiku traces the module,
+not when a jitted function runs: a function jitted and traced under one precision keeps it.
+Choose the precision before tracing (build a fresh jit per precision).
 """
 from __future__ import annotations
 

@@ -30,7 +30,6 @@ RTOL, ATOL = 1e-5, 1e-6
 STEPS = 5
 GLOBAL_BATCH = 32
 ROWS, DIM = 64, 8  # embedding table: rows divisible by every 'model' axis size used here
-ROW_RULES = [(r"embed", ("model", None))]  # PartitionSpec entries; embed table and moments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,15 +75,14 @@ def make_problem():
   return state, train_lib.make_update_fn(loss_fn, optimizer), batches
 
 
-def train(mesh, state, update, batches, rules=(), local_rows=True):
+def train(mesh, state, update, batches, rules=()):
   """Places state and batches on `mesh` and runs the update: the one code path under test."""
   import numpy as np
   from recsys_core import parallel
-  rules = [(rx, parallel.P(*spec)) for rx, spec in rules]
   state = parallel.shard_params(state, mesh, rules)
   losses = []
   for batch in batches:
-    local = parallel.host_local_rows(batch, mesh) if local_rows else batch
+    local = parallel.host_local_rows(batch, mesh)  # this process's rows of the global batch
     state, metrics = update(state, parallel.shard_batch(local, mesh))
     losses.append(float(parallel.fetch(metrics["loss"])))
   return state, np.array(losses)
@@ -138,7 +136,7 @@ def check_data_and_model_parallel(facts):
   state, update, batches, ref = single_device_reference()
   mesh = parallel.make_mesh(model=2)
   assert dict(mesh.shape) == {"data": 4, "model": 2}, mesh.shape
-  got = train(mesh, state, update, batches, rules=ROW_RULES)
+  got = train(mesh, state, update, batches, rules=parallel.TABLE_ROW_RULES)
   assert_same_training(ref, got)
   new_state = got[0]
   table = new_state.params["model"]["embed_table"]
@@ -208,7 +206,8 @@ def check_multiprocess_training(facts):
   assert batch["x"].shape == (GLOBAL_BATCH, 16) and not batch["x"].is_fully_addressable
   facts["losses"] = got[1].tolist()
   # data=2 x model=2 with the row-sharded table, across both processes.
-  got = train(parallel.make_mesh(model=2), state, update, batches, rules=ROW_RULES)
+  got = train(parallel.make_mesh(model=2), state, update, batches,
+              rules=parallel.TABLE_ROW_RULES)
   assert_same_training(ref, got)
   parallel.barrier("multiprocess_training_done")
 

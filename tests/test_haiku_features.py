@@ -63,7 +63,8 @@ def test_transform_rng_and_next_rng_key():
   net = hk.transform(f)
   params = net.init(jax.random.key(0), X)
   assert params == {}
-  (a, k1), (b, k2) = net.apply(params, jax.random.key(1), X), net.apply(params, jax.random.key(1), X)
+  a, k1 = net.apply(params, jax.random.key(1), X)
+  b, k2 = net.apply(params, jax.random.key(1), X)
   np.testing.assert_array_equal(a, b)  # same key, same draws
   assert not np.array_equal(a, net.apply(params, jax.random.key(2), X)[0])
   assert k1 == k2

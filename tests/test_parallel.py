@@ -4,8 +4,8 @@ The multi-device checks (data parallel on 8 fake CPU devices vs 1 device; data x
 a row-sharded embedding table; sharded lookup and its gradient) live in
 tests/_multihost_worker.py and run in ONE subprocess started with 8 CPU devices, shared by
 all tests here (and by pytest-xdist workers). Tolerance: rtol=1e-5, atol=1e-6 on losses and
-parameters after 5 Adam steps of recsys_core.train.make_update_fn (float32, different reduction order); the lookup
-itself is exact and its gradient within 1e-6.
+parameters after 5 Adam steps of recsys_core.train.make_update_fn (float32, different
+reduction order); the lookup itself is exact and its gradient within 1e-6.
 """
 import jax
 import numpy as np
@@ -59,12 +59,27 @@ def test_param_shardings_rules():
     parallel.param_shardings(tree, mesh, [(r"linear/w", parallel.P("model", None))])
 
 
+def test_table_row_rules_match_hash_tables_and_their_moments():
+  mesh = parallel.make_mesh()
+  tree = {"params": {"phoenix/~/hash_embeddings": {"item_table": np.zeros((8, 2)),
+                                                   "user_table": np.zeros((8, 2))},
+                     "phoenix/~/linear": {"w": np.zeros((2, 2))}},
+          "opt_state": ({"mu": {"phoenix/~/hash_embeddings": {"item_table": np.zeros((8, 2))}}},)}
+  sh = parallel.param_shardings(tree, mesh, parallel.TABLE_ROW_RULES)
+  table_spec = parallel.P("model", None)
+  assert sh["params"]["phoenix/~/hash_embeddings"]["item_table"].spec == table_spec
+  assert sh["params"]["phoenix/~/hash_embeddings"]["user_table"].spec == table_spec
+  assert sh["opt_state"][0]["mu"]["phoenix/~/hash_embeddings"]["item_table"].spec == table_spec
+  assert sh["params"]["phoenix/~/linear"]["w"].spec == parallel.P()
+
+
 def test_param_shardings_rejects_indivisible_rows():
   mesh = parallel.make_mesh(data=1, model=1)
   fake = type("M", (), {"shape": {"data": 1, "model": 3}})()
   with pytest.raises(ValueError, match="not divisible"):
     parallel.param_shardings({"embed": np.zeros((4, 2))}, fake, [("embed", parallel.P("model"))])
-  assert parallel.param_shardings({"embed": np.zeros((4, 2))}, mesh, [("embed", parallel.P("model"))])
+  assert parallel.param_shardings({"embed": np.zeros((4, 2))}, mesh,
+                                  [("embed", parallel.P("model"))])
 
 
 def test_make_mesh_rejects_too_many_devices():

@@ -2,7 +2,8 @@
 
 Tolerance of "bfloat16 close to float32": bfloat16 keeps 8 significant bits (relative
 rounding 2^-9 ~ 0.002 per op); through three matmuls of width <= 64 and a LayerNorm the
-output error stays below 3% of the output's scale (measured: 0.6%): max|out_bf16 - out_f32| <= 0.03 * max|out_f32|.
+output error stays below 3% of the output's scale (measured: 0.6%): max|out_bf16 - out_f32|
+<= 0.03 * max|out_f32|.
 """
 import functools
 

@@ -14,7 +14,7 @@ Typical binary (identical for 1 device, N devices on one host, N hosts)::
 
     parallel_flags.initialize_from_flags()        # before any other JAX call; no-op on 1 host
     mesh = parallel.make_mesh()                   # ('data', 'model') = (all devices, 1)
-    state = parallel.shard_params(state, mesh, [(r"embed|hash_table", P("model", None))])
+    state = parallel.shard_params(state, mesh, parallel.TABLE_ROW_RULES)  # or replicate()
     for local_batch in my_host_rows_of_each_global_batch:
       state, metrics = update(state, parallel.shard_batch(local_batch, mesh))
     if parallel.is_primary():
@@ -41,8 +41,8 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from recsys_core.parallel.distributed import barrier, initialize_distributed, is_primary
 
 __all__ = [
-    "DATA", "MODEL", "P", "make_mesh", "replicate", "param_shardings", "shard_params",
-    "shard_batch", "host_local_rows", "fetch", "sharded_embedding_lookup",
+    "DATA", "MODEL", "P", "TABLE_ROW_RULES", "make_mesh", "replicate", "param_shardings",
+    "shard_params", "shard_batch", "host_local_rows", "fetch", "sharded_embedding_lookup",
     "initialize_distributed", "is_primary", "barrier",
 ]
 
@@ -50,6 +50,10 @@ DATA = "data"
 MODEL = "model"
 
 Rules = Sequence[tuple[str, P]]
+
+# Every parameter whose name ends in "_table" ([R, D]: phoenix.hashing's user_table,
+# item_table, author_table), and its optimizer moments, split by rows along 'model'.
+TABLE_ROW_RULES: Rules = ((r"_table$", P(MODEL, None)),)
 
 
 def make_mesh(data: int | None = None, model: int = 1, *,
