@@ -8,6 +8,8 @@ baseline.
 
 Rating errors are in the hybrid normalised units (as in the seed's tables) and are computed
 only for items whose rating is explicit (inferred ratings are not ground truth).
+
+Shape glossary: I items (corpus), n items of one profile, U profiles, Z bottleneck dims.
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ Combination, uncertainty weighting (Kendall, Gal & Cipolla 2018) with s = log si
     L = exp(-s_p) * L_p + s_p / 2          (classification likelihood, their eq. 10)
       + exp(-s_r) * L_r / 2 + s_r / 2      (Gaussian regression likelihood, their eq. 7)
 or fixed weights: L = w_p * L_p + w_r * L_r (an ablation; the log-variances then get no gradient).
+
+Shape glossary: B batch (profiles), I items (corpus).
 """
 from __future__ import annotations
 

@@ -36,6 +36,8 @@ Items without an explicit rating:
     `dropped_in_loss`.
 The anime subsample has no watch status, so nothing is marked dropped there; callers that have
 a status column pass the `dropped` mask.
+
+Shape glossary: N interaction rows, U users, K predictions per user, G inversion grid points.
 """
 from __future__ import annotations
 

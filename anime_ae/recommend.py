@@ -19,6 +19,9 @@ user supplies the list, e.g. `experiments/recommend_anime.py --plan_to_watch=...
 Explanations: for a recommended item j, profile item k's contribution is
     log score_j(full profile) - log score_j(profile without k),
 for all k at once: the n leave-one-out copies of the profile run as one batch.
+
+Shape glossary: I items (corpus), n profile items, T explained target items; "..." = any
+leading batch dims.
 """
 from __future__ import annotations
 
