@@ -47,11 +47,15 @@ from experiments.configs import anime_ae as anime_ae_configs
 from recsys_core import results
 from recsys_core.train import init_train_state, make_optimizer, make_update_fn
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
-_NAME = flags.DEFINE_string("name", "bench_ae_flops_cpu", "Result file name.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Result folder (default "
-                                   "experiments/results).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The binary's flags (defined only when run as a binary, so tests can import the module)."""
+  config_flags.DEFINE_config_file(
+      "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
+  flags.DEFINE_string("name", "bench_ae_flops_cpu", "Result file name.")
+  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
 
 
 def layer_shapes(num_items: int, hidden: int, bottleneck: int,
@@ -219,7 +223,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
+  cfg = FLAGS.config
   start = time.perf_counter()
   res = run_benchmark(cfg.ae_flops)
   metrics = {"fraction_of_peak": res["fraction_of_peak"],
@@ -233,13 +237,14 @@ def main(argv):
     if k.startswith("donated_b"):
       metrics[f"fraction_of_peak_b{v['batch_size']}"] = v["fraction_of_peak"]
   path = results.write_result(
-      name=_NAME.value, dataset="synthetic", protocol="speed", model="anime_ae",
+      name=FLAGS.name, dataset="synthetic", protocol="speed", model="anime_ae",
       config=cfg.ae_flops.to_dict(), metrics=metrics, seeds=[cfg.ae_flops.seed],
-      wall_seconds=time.perf_counter() - start, results_dir=_RESULTS_DIR.value,
+      wall_seconds=time.perf_counter() - start, results_dir=FLAGS.results_dir,
       extra={"figures": res})
   print({k: round(v, 4) for k, v in metrics.items()})
   print("wrote", path)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

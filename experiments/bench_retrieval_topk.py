@@ -39,11 +39,15 @@ import numpy as np
 from phoenix.recsys_retrieval_model import top_k_retrieval
 from recsys_core import results
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
-_NAME = flags.DEFINE_string("name", "bench_retrieval_topk_cpu", "Result file name.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Result folder (default "
-                                   "experiments/results).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The binary's flags (defined only when run as a binary, so tests can import the module)."""
+  config_flags.DEFINE_config_file(
+      "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
+  flags.DEFINE_string("name", "bench_retrieval_topk_cpu", "Result file name.")
+  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
 
 
 def unit_vectors(key: jax.Array, n: int, d: int, dtype) -> jax.Array:
@@ -175,7 +179,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
+  cfg = FLAGS.config
   start = time.perf_counter()
   res = run_benchmark(cfg.retrieval)
   metrics = {"fraction_of_copy_bandwidth": res["fraction_of_copy_bandwidth"]}
@@ -189,9 +193,9 @@ def main(argv):
     metrics[f"{dt}/approx/recall@{res['top_k']}"] = r["recall_approx"]
     metrics[f"{dt}/blocked/recall@{res['top_k']}"] = r["recall_blocked"]
   path = results.write_result(
-      name=_NAME.value, dataset="synthetic", protocol="speed", model="retrieval_topk",
+      name=FLAGS.name, dataset="synthetic", protocol="speed", model="retrieval_topk",
       config=cfg.retrieval.to_dict(), metrics=metrics, seeds=[cfg.retrieval.seed],
-      wall_seconds=time.perf_counter() - start, results_dir=_RESULTS_DIR.value,
+      wall_seconds=time.perf_counter() - start, results_dir=FLAGS.results_dir,
       extra={"figures": res})
   for k, v in metrics.items():
     print(f"{k}: {v:.4g}")
@@ -199,4 +203,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -34,14 +34,14 @@ def get_config(arg: str = "full") -> config_dict.ConfigDict:
   # AE training step fed by the real host pipeline vs device-resident batches.
   c.input_pipeline = config_dict.ConfigDict(dict(
       ae_config="full", min_ratings=30, prefetch_depth=2,
-      steps=4,                     # training steps per variant per round
-      rounds=3, warmup=2, seed=0))
+      steps=3,                     # training steps per variant per round
+      rounds=3, warmup=1, seed=0))
   if arg == "tiny":
     c.ae_flops.update(dict(num_items=64, batch_sizes=(16,), matmul_n=64, rounds=2, reps=1))
     c.ae_flops.model_override = config_dict.ConfigDict(dict(hidden_dim=32, bottleneck_dim=16))
     c.retrieval.update(dict(num_items=4096, dim=16, num_users=4, top_k=10, block=1024,
                             rounds=2, reps=1))
-    c.input_pipeline.update(dict(steps=2, rounds=2, warmup=1))
+    c.input_pipeline.update(dict(steps=2, rounds=2))
     c.input_pipeline.model_override = config_dict.ConfigDict(dict(hidden_dim=32,
                                                                   bottleneck_dim=16))
     c.input_pipeline.batch_size = 32
