@@ -48,6 +48,8 @@ _PARTS = flags.DEFINE_list("parts", ["ranking", "mae"], "ranking, mae, benchmark
 _TAG = flags.DEFINE_string("tag", "eval", "Result name tag (records tuning tries apart).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results).")
 _EASE = flags.DEFINE_boolean("baselines", True, "Also run popularity and EASE (ranking part).")
+_EASE_GRID = flags.DEFINE_list("ease_l2_grid", None, "EASE λ grid (default: the one of "
+                               "experiments/configs/baselines.py for the dataset).")
 
 _TAGS = {"anime": "anime", "ml-latest-small": "mlsmall", "ml-100k": "ml100k"}
 RANK_METRICS = ("recall@20", "recall@50", "ndcg@100")
@@ -76,7 +78,7 @@ def _eval_fns(split, pcfg):
 
 def _ease_on_validation(split, pcfg, val, test) -> tuple[dict, float]:
   best, best_val = None, None
-  for l2 in pcfg.ease_l2_grid:
+  for l2 in (_EASE_GRID.value or pcfg.ease_l2_grid):
     s = baselines.EASE(l2=float(l2)).fit(split.train)
     v = val(s)
     if best_val is None or v["ndcg@100"] > best_val["ndcg@100"]:
@@ -217,6 +219,8 @@ def main(argv):
       base = {m: {k: results.summarize([t[k] for t in r["per_model"][m]]) for k in RANK_METRICS}
               for m in ("popularity", "ease") if r["per_model"][m]}
       extra = dict(r["extra"], baselines=base, threshold=r["threshold"],
+                   ease_l2_grid=[float(v) for v in (_EASE_GRID.value or
+                                                    protocol_config(dataset).ease_l2_grid)],
                    data={"users": r["num_users"], "items": r["num_items"]})
       if "ease" in base:
         extra["ae_minus_ease"] = {k: float(np.mean(metrics[k]) - base["ease"][k]["mean"])
