@@ -30,6 +30,8 @@ RTOL, ATOL = 1e-5, 1e-6
 STEPS = 5
 GLOBAL_BATCH = 32
 ROWS, DIM = 64, 8  # embedding table: rows divisible by every 'model' axis size used here
+NEGATIVES = 6  # ids shared by the whole batch (not per example): a replicated batch leaf
+SHARED = ("negatives",)  # `replicated=` of shard_batch / host_local_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,13 +63,16 @@ def make_problem():
   def loss_fn(params, rng, batch):
     del rng
     pred = net.apply(params, batch["ids"], batch["x"])
-    return jnp.mean((pred - batch["y"]) ** 2), {}
+    # Shared negatives: a sum over the batch-wide ids (any duplication would change it).
+    neg = net.apply(params, batch["negatives"], jnp.zeros((NEGATIVES, 16)))
+    return jnp.mean((pred - batch["y"]) ** 2) + 0.1 * jnp.sum(neg ** 2), {}
 
   rng = np.random.default_rng(0)
   batches = [{
       "ids": rng.integers(0, ROWS, GLOBAL_BATCH).astype(np.int32),
       "x": rng.normal(size=(GLOBAL_BATCH, 16)).astype(np.float32),
       "y": rng.normal(size=GLOBAL_BATCH).astype(np.float32),
+      "negatives": rng.integers(0, ROWS, NEGATIVES).astype(np.int32),
   } for _ in range(STEPS)]
   params = jax.jit(net.init)(jax.random.key(0), batches[0]["ids"], batches[0]["x"])
   optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(learning_rate=1e-2))
@@ -82,8 +87,8 @@ def train(mesh, state, update, batches, rules=()):
   state = parallel.shard_params(state, mesh, rules)
   losses = []
   for batch in batches:
-    local = parallel.host_local_rows(batch, mesh)  # this process's rows of the global batch
-    state, metrics = update(state, parallel.shard_batch(local, mesh))
+    local = parallel.host_local_rows(batch, mesh, replicated=SHARED)  # this process's rows
+    state, metrics = update(state, parallel.shard_batch(local, mesh, replicated=SHARED))
     losses.append(float(parallel.fetch(metrics["loss"])))
   return state, np.array(losses)
 
@@ -121,8 +126,9 @@ def check_data_parallel(facts):
   assert dict(mesh.shape) == {"data": 8, "model": 1}, mesh.shape
   got = train(mesh, state, update, batches)
   assert_same_training(ref, got)
-  batch = parallel.shard_batch(batches[0], mesh)
+  batch = parallel.shard_batch(batches[0], mesh, replicated=SHARED)
   assert len(batch["x"].addressable_shards) == 8
+  assert batch["negatives"].shape == (NEGATIVES,) and batch["negatives"].is_fully_replicated
   assert {s.data.shape for s in batch["x"].addressable_shards} == {(GLOBAL_BATCH // 8, 16)}
   w = got[0].params["model/linear"]["w"]
   assert w.sharding.is_fully_replicated and len(w.sharding.device_set) == 8
@@ -202,8 +208,11 @@ def check_multiprocess_training(facts):
   assert dict(mesh.shape) == {"data": 4, "model": 1}, mesh.shape
   got = train(mesh, state, update, batches)
   assert_same_training(ref, got)
-  batch = parallel.shard_batch(parallel.host_local_rows(batches[0], mesh), mesh)
+  local = parallel.host_local_rows(batches[0], mesh, replicated=SHARED)
+  assert local["x"].shape == (GLOBAL_BATCH // 2, 16) and local["negatives"].shape == (NEGATIVES,)
+  batch = parallel.shard_batch(local, mesh, replicated=SHARED)
   assert batch["x"].shape == (GLOBAL_BATCH, 16) and not batch["x"].is_fully_addressable
+  assert batch["negatives"].shape == (NEGATIVES,) and batch["negatives"].is_fully_replicated
   facts["losses"] = got[1].tolist()
   # data=2 x model=2 with the row-sharded table, across both processes.
   got = train(parallel.make_mesh(model=2), state, update, batches,

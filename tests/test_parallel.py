@@ -89,10 +89,14 @@ def test_make_mesh_rejects_too_many_devices():
 
 def test_batch_helpers_on_one_process():
   mesh = parallel.make_mesh()
-  batch = {"x": np.arange(12.0).reshape(6, 2), "n": np.float32(3)}
+  batch = {"x": np.arange(12.0).reshape(6, 2), "n": np.float32(3), "negatives": np.arange(5)}
   assert parallel.host_local_rows(batch, mesh)["x"].shape == (6, 2)  # one process: all rows
-  out = parallel.fetch(parallel.shard_batch(batch, mesh))
+  placed = parallel.shard_batch(batch, mesh, replicated=["neg"])
+  assert placed["x"].sharding.spec == parallel.P("data")
+  assert placed["negatives"].sharding.spec == parallel.P()
+  out = parallel.fetch(placed)
   np.testing.assert_array_equal(out["x"], batch["x"])
+  np.testing.assert_array_equal(out["negatives"], batch["negatives"])
   assert out["n"] == 3
 
 

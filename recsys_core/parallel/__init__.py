@@ -127,37 +127,53 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return shard_params(tree, mesh, ())
 
 
-def shard_batch(local_batch: Any, mesh: Mesh, axis: str = DATA) -> Any:
+def _is_shared(replicated: Sequence[str]):
+  """path -> True for batch leaves matching one of the `replicated` regexes."""
+  compiled = [re.compile(pattern) for pattern in replicated]
+  return lambda path: any(rx.search(_path_str(path)) for rx in compiled)
+
+
+def shard_batch(local_batch: Any, mesh: Mesh, axis: str = DATA,
+                replicated: Sequence[str] = ()) -> Any:
   """Turns this process's rows of a batch into global arrays split along `axis`.
 
-  `local_batch` is a tree of arrays with leading dimension B_local (on one host, the whole
-  batch: B_local = B). The global array has B = B_local x (number of processes) rows, in
-  process order. 0-d leaves are replicated.
+  `local_batch` is a tree of host arrays with leading dimension B_local (on one host, the
+  whole batch: B_local = B). The global array has B = B_local x (number of processes) rows,
+  in process order. Leaves that are not per-example (e.g. negatives shared by the whole
+  batch) must be the same on every process and named in `replicated` (regexes searched in
+  the leaf's path, e.g. "negatives"); they are replicated, as are 0-d leaves.
   """
-  def one(x):
+  shared = _is_shared(replicated)
+
+  def one(path, x):
     x = np.asarray(x)
-    spec = P(axis) if x.ndim else P()
-    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
+    if not x.ndim or shared(path):
+      return jax.device_put(x, NamedSharding(mesh, P()))
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(axis)), x)
 
-  return jax.tree.map(one, local_batch)
+  return jax.tree_util.tree_map_with_path(one, local_batch)
 
 
-def host_local_rows(global_batch: Any, mesh: Mesh, axis: str = DATA) -> Any:
+def host_local_rows(global_batch: Any, mesh: Mesh, axis: str = DATA,
+                    replicated: Sequence[str] = ()) -> Any:
   """This process's rows of a batch that every process holds in full (rows split along `axis`).
 
   For input pipelines that read the whole global batch on each host; pipelines that read
-  only their own shard pass it to `shard_batch` directly.
+  only their own shard pass it to `shard_batch` directly. `replicated` leaves (see
+  `shard_batch`) and 0-d leaves are returned whole.
   """
-  def one(x):
+  shared = _is_shared(replicated)
+
+  def one(path, x):
     x = np.asarray(x)
-    if not x.ndim:
+    if not x.ndim or shared(path):
       return x
     index_map = NamedSharding(mesh, P(axis)).addressable_devices_indices_map(x.shape)
     starts = [idx[0].start or 0 for idx in index_map.values()]
     stops = [x.shape[0] if idx[0].stop is None else idx[0].stop for idx in index_map.values()]
     return x[min(starts):max(stops)]
 
-  return jax.tree.map(one, global_batch)
+  return jax.tree_util.tree_map_with_path(one, global_batch)
 
 
 def fetch(tree: Any) -> Any:
