@@ -1,0 +1,73 @@
+"""experiments/report.py: tables parse back to the JSON numbers, valid PNGs, idempotent."""
+import os
+
+import pytest
+
+from experiments import report
+from recsys_core import results
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_fixtures(d):
+  results.write_result(name="baseline_ease_toy_strong_generalization", dataset="toy",
+                       protocol="strong_generalization", model="ease", config={"lambda": 1},
+                       metrics={"recall@20": [0.41234, 0.45678], "ndcg@100": [0.3, 0.5]},
+                       seeds=[0, 1], wall_seconds=1.5, results_dir=d)
+  results.write_result(name="baseline_popularity_toy_strong_generalization", dataset="toy",
+                       protocol="strong_generalization", model="popularity", config={},
+                       metrics={"recall@20": 0.2, "ndcg@100": 0.1}, seeds=[0],
+                       wall_seconds=0.5, results_dir=d)
+  results.write_result(
+      name="compare_toy_leave_one_out", dataset="toy", protocol="leave_one_out",
+      model="comparison", config={"report_metrics": ["hr@10", "ndcg@10"]},
+      metrics={"ease/hr@10": [0.25, 0.35], "ease/ndcg@10": [0.1, 0.2],
+               "popularity/hr@10": [0.05], "popularity/ndcg@10": [0.02]},
+      seeds=[0, 1], wall_seconds=3.0, results_dir=d,
+      extra={"models": {"popularity": {"status": "ok", "seeds": [0], "fit_seconds": [0.1]},
+                        "ease": {"status": "ok", "seeds": [0, 1], "fit_seconds": [1.0, 1.2]},
+                        "phoenix_retrieval": {"status": "skipped", "reason": "no trainer"}}})
+
+
+def test_tables_parse_back_to_json_and_plots_are_png(tmp_path):
+  d = str(tmp_path)
+  _write_fixtures(d)
+  written = report.regenerate(d)
+  recs = {r["name"]: r for r in report.load_results(d)}
+  rows = report.parse_table((tmp_path / "tables" / "baseline.md").read_text())
+  assert len(rows) == 2
+  for row in rows:
+    rec = recs[row["name"]]
+    assert row["model"] == rec["model"]
+    for key in ("recall@20", "ndcg@100"):
+      mean, std = report.parse_cell(row[key])
+      assert mean == pytest.approx(rec["metrics"][key]["mean"], abs=5e-5)
+      assert std == pytest.approx(rec["metrics"][key]["std"], abs=5e-5)
+  crow = {r["model"]: r for r in report.parse_table(
+      (tmp_path / "tables" / "compare_toy.md").read_text())}
+  assert report.parse_cell(crow["ease"]["hr@10"]) == pytest.approx((0.3, 0.05), abs=5e-5)
+  assert crow["phoenix_retrieval"]["status"] == "skipped: no trainer"
+  for name in ("baseline.png", "compare.png", "compare_toy.png"):
+    path = os.path.join(d, "plots", name)
+    assert path in written
+    data = open(path, "rb").read()
+    assert data[:8] == PNG_MAGIC and len(data) > 1000
+  index = (tmp_path / "README.md").read_text()
+  assert "tables/baseline.md" in index and "plots/compare_toy.png" in index
+
+
+def test_idempotent(tmp_path):
+  d = str(tmp_path)
+  _write_fixtures(d)
+  first = report.regenerate(d)
+  before = {p: open(p, "rb").read() for p in first}
+  second = report.regenerate(d)
+  assert first == second
+  for p in second:
+    assert open(p, "rb").read() == before[p], p
+
+
+def test_broken_json_names_the_file(tmp_path):
+  (tmp_path / "bad.json").write_text("{")
+  with pytest.raises(ValueError, match="bad.json"):
+    report.load_results(str(tmp_path))
