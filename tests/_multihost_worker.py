@@ -52,7 +52,7 @@ def make_problem():
   class Model(hk.Module):
 
     def __call__(self, ids, x):
-      table = hk.get_parameter("embed_table", [ROWS, DIM], init=hk.initializers.RandomNormal())
+      table = hk.get_parameter("item_table", [ROWS, DIM], init=hk.initializers.RandomNormal())
       h = jnp.concatenate([jnp.take(table, ids, axis=0), x], axis=-1)
       h = jax.nn.gelu(hk.Linear(32)(h))
       h = jax.nn.gelu(hk.Linear(32)(h))
@@ -145,7 +145,7 @@ def check_data_and_model_parallel(facts):
   got = train(mesh, state, update, batches, rules=parallel.TABLE_ROW_RULES)
   assert_same_training(ref, got)
   new_state = got[0]
-  table = new_state.params["model"]["embed_table"]
+  table = new_state.params["model"]["item_table"]
   assert spec_of(table) == ("model", None), table.sharding
   assert table.addressable_shards[0].data.shape == (ROWS // 2, DIM)
   momentum = jax.tree.leaves(new_state.opt_state)

@@ -64,13 +64,15 @@ def test_table_row_rules_match_hash_tables_and_their_moments():
   tree = {"params": {"phoenix/~/hash_embeddings": {"item_table": np.zeros((8, 2)),
                                                    "user_table": np.zeros((8, 2))},
                      "phoenix/~/linear": {"w": np.zeros((2, 2))}},
-          "opt_state": ({"mu": {"phoenix/~/hash_embeddings": {"item_table": np.zeros((8, 2))}}},)}
+          "opt_state": ({"mu": {"phoenix/~/hash_embeddings": {"item_table": np.zeros((8, 2))}}},),
+          "small": {"phoenix/model": {"product_surface_embedding_table": np.zeros((3, 2))}}}
   sh = parallel.param_shardings(tree, mesh, parallel.TABLE_ROW_RULES)
   table_spec = parallel.P("model", None)
   assert sh["params"]["phoenix/~/hash_embeddings"]["item_table"].spec == table_spec
   assert sh["params"]["phoenix/~/hash_embeddings"]["user_table"].spec == table_spec
   assert sh["opt_state"][0]["mu"]["phoenix/~/hash_embeddings"]["item_table"].spec == table_spec
   assert sh["params"]["phoenix/~/linear"]["w"].spec == parallel.P()
+  assert sh["small"]["phoenix/model"]["product_surface_embedding_table"].spec == parallel.P()
 
 
 def test_param_shardings_rejects_indivisible_rows():

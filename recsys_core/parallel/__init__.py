@@ -51,9 +51,11 @@ MODEL = "model"
 
 Rules = Sequence[tuple[str, P]]
 
-# Every parameter whose name ends in "_table" ([R, D]: phoenix.hashing's user_table,
-# item_table, author_table), and its optimizer moments, split by rows along 'model'.
-TABLE_ROW_RULES: Rules = ((r"_table$", P(MODEL, None)),)
+# The hash embedding tables ([R, D] parameters named user_table, item_table, author_table, as
+# in phoenix.hashing.HashEmbeddings) and their optimizer moments, split by rows along
+# 'model'. Small vocabularies (e.g. Phoenix's product_surface_embedding_table) stay
+# replicated: not worth splitting, and their row counts need not divide the axis.
+TABLE_ROW_RULES: Rules = ((r"(user|item|author)_table$", P(MODEL, None)),)
 
 
 def make_mesh(data: int | None = None, model: int = 1, *,
