@@ -2,8 +2,9 @@
 
 Holdout analysis of one profile: each of its n items is held out in turn and the model, given
 the rest, predicts that item's (normalised) rating and presence probability. The seed ran the
-model n times; `holdout_profile` runs the n leave-one-out copies as one batch (chunked only to
-bound memory). `holdout_profile_loop` is the seed's per-item loop, kept as the benchmark
+model n times; `holdout_profile` runs the n leave-one-out copies as one batched call
+(`fast_holdout_fn`: through `model.holdout_forward`, which uses the input layer's linearity;
+`batched_holdout_fn`: dense copies through the full forward). `holdout_profile_loop` is the seed's per-item loop, kept as the benchmark
 baseline.
 
 Rating errors are in the hybrid normalised units (as in the seed's tables) and are computed
@@ -14,11 +15,13 @@ Shape glossary: I items (corpus), n items of one profile, U profiles, Z bottlene
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
 
-from anime_ae.model import AEOutput
+from anime_ae.model import AEOutput, holdout_forward
 from anime_ae.profiles import SparseProfiles, dense_batch
 from anime_ae.recommend import leave_one_out_inputs, log_softmax_np
 
@@ -41,21 +44,59 @@ class Holdout:
     return np.abs(self.pred_rating - self.rating)[self.explicit]
 
 
-def holdout_profile(apply_eval: ApplyEval, num_items: int, items: np.ndarray, values: np.ndarray,
-                    explicit: np.ndarray, chunk: int = 512) -> Holdout:
-  """All n leave-one-out predictions of one profile in one batched call (per chunk of rows)."""
+HoldoutFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""(items [n], values [n]) -> (predicted rating [n], presence probability [n]) of each item
+with that item held out of the profile."""
+
+
+def fast_holdout_fn(model_config, params, num_items: int) -> HoldoutFn:
+  """All n leave-one-out copies as one batched call of `model.holdout_forward` (the input
+  layer's linearity: no [n, 2I] inputs); n is padded to a power of two (>= 8)."""
+  fn = _holdout_forward(model_config, num_items)
+
+  def call(items, values):
+    n = len(items)
+    pad = max(8, 1 << max(n - 1, 0).bit_length())
+    it = np.zeros(pad, np.int32)
+    va = np.zeros(pad, np.float32)
+    valid = np.zeros(pad, np.float32)
+    it[:n], va[:n], valid[:n] = items, values, 1.0
+    pred, logp = jax.device_get(fn(params, it, va, valid))
+    return np.asarray(pred[:n], np.float32), np.exp(np.asarray(logp[:n], np.float64)).astype(np.float32)
+
+  return call
+
+
+@functools.lru_cache(maxsize=8)
+def _holdout_forward(model_config, num_items: int):
+  return holdout_forward(model_config, num_items)
+
+
+def batched_holdout_fn(apply_eval: ApplyEval, num_items: int, chunk: int = 512) -> HoldoutFn:
+  """The n leave-one-out copies as dense [n, I] inputs through the full forward, in chunks."""
+
+  def call(items, values):
+    n = len(items)
+    pred = np.empty(n, np.float32)
+    prob = np.empty(n, np.float32)
+    xr_all, xp_all = leave_one_out_inputs(num_items, items, values)
+    for s in range(0, n, chunk):
+      rows = np.arange(s, min(s + chunk, n))
+      out = apply_eval(xr_all[rows + 1], xp_all[rows + 1])
+      pred[rows] = np.asarray(out.rating_pred)[np.arange(len(rows)), items[rows]]
+      prob[rows] = np.exp(log_softmax_np(np.asarray(out.item_logits))[np.arange(len(rows)),
+                                                                        items[rows]])
+    return pred, prob
+
+  return call
+
+
+def holdout_profile(holdout_fn: HoldoutFn, items: np.ndarray, values: np.ndarray,
+                    explicit: np.ndarray) -> Holdout:
+  """The seed's holdout analysis of one profile: every item held out in turn, in one call."""
   items = np.asarray(items, np.int64)
   values = np.asarray(values, np.float32)
-  n = len(items)
-  pred = np.empty(n, np.float32)
-  prob = np.empty(n, np.float32)
-  xr_all, xp_all = leave_one_out_inputs(num_items, items, values)
-  for s in range(0, n, chunk):
-    rows = np.arange(s, min(s + chunk, n))
-    out = apply_eval(xr_all[rows + 1], xp_all[rows + 1])
-    logits = np.asarray(out.item_logits)
-    pred[rows] = np.asarray(out.rating_pred)[np.arange(len(rows)), items[rows]]
-    prob[rows] = np.exp(log_softmax_np(logits)[np.arange(len(rows)), items[rows]])
+  pred, prob = holdout_fn(items, values)
   return Holdout(items, pred, values, np.asarray(explicit, bool), prob)
 
 
@@ -95,7 +136,7 @@ def profile_table(h: Holdout) -> dict:
           "n_rated": int(h.explicit.sum())}
 
 
-def evaluation_set_holdout(apply_eval: ApplyEval, profiles: SparseProfiles,
+def evaluation_set_holdout(holdout_fn: HoldoutFn, profiles: SparseProfiles,
                            idx: Sequence[int]) -> dict:
   """The seed's 'EVALUATION SET HOLDOUT VALIDATION' tables over the profiles idx."""
   errs, probs, prof_err, prof_prob = [], [], [], []
@@ -103,7 +144,7 @@ def evaluation_set_holdout(apply_eval: ApplyEval, profiles: SparseProfiles,
     items, values, explicit = profiles.profile(int(u))
     if len(items) < 2:
       continue
-    h = holdout_profile(apply_eval, profiles.num_items, items, values, explicit)
+    h = holdout_profile(holdout_fn, items, values, explicit)
     errs.append(h.abs_error)
     probs.append(h.prob)
     if len(h.abs_error):

@@ -49,8 +49,8 @@ class ModelConfig:
     """Returns the haiku-transformed forward fn(x_rating, x_presence, is_training) -> AEOutput."""
     cfg = self
 
-    def forward(x_rating, x_presence, is_training: bool = False):
-      return TwoHeadAE(cfg, num_items)(x_rating, x_presence, is_training)
+    def forward(x_rating, x_presence, is_training: bool = False, encoder_pre=None):
+      return TwoHeadAE(cfg, num_items)(x_rating, x_presence, is_training, encoder_pre)
 
     return hk.transform(forward)
 
@@ -63,12 +63,17 @@ class TwoHeadAE(hk.Module):
     self.config = config
     self.num_items = num_items
 
-  def __call__(self, x_rating, x_presence, is_training: bool = False) -> AEOutput:
+  def __call__(self, x_rating, x_presence, is_training: bool = False,
+               encoder_pre=None) -> AEOutput:
+    """x_rating, x_presence [B, I] -> AEOutput. `encoder_pre` [B, H], if given, replaces the
+    input layer's output (x @ w + b): see `holdout_forward`; the inputs are then unused."""
     cfg = self.config
-    x = jnp.concatenate([x_rating, x_presence], axis=-1)                 # [B, 2I]
-    if cfg.input_norm == "l2":
-      x = x * jax.lax.rsqrt(jnp.maximum(x_presence.sum(-1, keepdims=True), 1.0))
-    h = jax.nn.swish(hk.Linear(cfg.hidden_dim, name="encoder")(x))         # [B, H]
+    if encoder_pre is None:
+      x = jnp.concatenate([x_rating, x_presence], axis=-1)               # [B, 2I]
+      if cfg.input_norm == "l2":
+        x = x * jax.lax.rsqrt(jnp.maximum(x_presence.sum(-1, keepdims=True), 1.0))
+      encoder_pre = hk.Linear(cfg.hidden_dim, name="encoder")(x)          # [B, H]
+    h = jax.nn.swish(encoder_pre)                                          # [B, H]
     bottleneck = hk.Linear(cfg.bottleneck_dim, name="bottleneck")(h)      # [B, Z]
     z = bottleneck
     if is_training and cfg.noise_std > 0:
@@ -83,6 +88,32 @@ class TwoHeadAE(hk.Module):
     log_var_presence = hk.get_parameter("log_var_presence", (), init=jnp.zeros)
     log_var_rating = hk.get_parameter("log_var_rating", (), init=jnp.zeros)
     return AEOutput(item_logits, rating_pred, log_var_presence, log_var_rating, bottleneck)
+
+
+def holdout_forward(config: ModelConfig, num_items: int):
+  """Jitted fn(params, items [n], values [n], valid [n]) -> (pred_rating [n], log_prob [n]):
+  for each profile item k, the model's outputs at k given the profile without k.
+
+  All n leave-one-out copies in one batch, using the input layer's linearity: with
+  raw = x @ w for the full profile x, the copy without item k has raw - w[k] * value_k -
+  w[I + k] (its rating and presence rows), so no [n, 2I] input is built and the input matmul
+  is replaced by n row subtractions. `valid` marks real entries (the rest is padding).
+  """
+  tf = config.make(num_items)
+
+  def fn(params, items, values, valid):
+    w = params["two_head_ae/encoder"]["w"]                                 # [2I, H]
+    b = params["two_head_ae/encoder"]["b"]                                 # [H]
+    own = (w[items] * values[:, None] + w[num_items + items]) * valid[:, None]  # [n, H]
+    raw = own.sum(0, keepdims=True) - own                                  # [n, H]
+    if config.input_norm == "l2":
+      raw = raw * jax.lax.rsqrt(jnp.maximum(valid.sum() - 1.0, 1.0))
+    out = tf.apply(params, None, None, None, False, raw + b)
+    rows = jnp.arange(items.shape[0])
+    return (out.rating_pred[rows, items],
+            jax.nn.log_softmax(out.item_logits, axis=-1)[rows, items])
+
+  return jax.jit(fn)
 
 
 def _trunk(z, hidden: int, prefix: str):

@@ -107,7 +107,7 @@ def train_and_report(config: Any, workdir: str, data_dir: Optional[str] = None,
   model.set_population_popularity(train_profiles)
   model_path = model.save(os.path.join(workdir, "model.npz"))
 
-  table = analysis.evaluation_set_holdout(model.apply_eval, profiles, eval_idx)
+  table = analysis.evaluation_set_holdout(model.holdout_fn, profiles, eval_idx)
   out(analysis.format_evaluation_table(table))
 
   u = int(eval_idx[int(config.eval.example_profile) % len(eval_idx)])

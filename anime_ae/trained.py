@@ -137,7 +137,11 @@ class TrainedAE:
   def holdout(self, items: Sequence[int], stars: Sequence[float]) -> analysis.Holdout:
     """The seed's holdout analysis of one profile, all n held-out copies in one batch."""
     items, values, explicit, _ = self.encode_profile(items, stars)
-    return analysis.holdout_profile(self.apply_eval, self.num_items, items, values, explicit)
+    return analysis.holdout_profile(self.holdout_fn, items, values, explicit)
+
+  @functools.cached_property
+  def holdout_fn(self) -> analysis.HoldoutFn:
+    return analysis.fast_holdout_fn(self.config.model, self.params, self.num_items)
 
   def predict_stars(self, profiles: SparseProfiles, batch_size: int = 512) -> np.ndarray:
     """[U, I] predicted ratings in stars for each profile (via its own rating statistics)."""

@@ -91,7 +91,8 @@ def _ae_config(cfg, seed: int) -> AEConfig:
   return dataclasses.replace(ae, train=dataclasses.replace(ae.train, seed=seed))
 
 
-def run_ranking(dataset: str, cfg, seeds: list[int]) -> dict[str, Any]:
+def run_ranking(dataset: str, cfg, seeds: list[int], on_seed=None) -> dict[str, Any]:
+  """Protocol A over `seeds`; on_seed(partial result, seeds done) after each seed."""
   pcfg = protocol_config(dataset)
   x = preprocess(load_dataset(dataset, _DATA_DIR.value), pcfg)
   per = {"anime_ae": [], "popularity": [], "ease": []}
@@ -114,8 +115,11 @@ def run_ranking(dataset: str, cfg, seeds: list[int]) -> dict[str, Any]:
     per["anime_ae"].append(test(ae))
     logging.info("seed %d %s: %s", seed, dataset, {m: {k: round(v[-1][k], 4) for k in RANK_METRICS}
                                                    for m, v in per.items() if v})
-  return {"per_model": per, "extra": extra, "num_items": int(x.num_items),
-          "num_users": int(x.num_users), "threshold": pcfg.rating_threshold}
+    r = {"per_model": per, "extra": extra, "num_items": int(x.num_items),
+         "num_users": int(x.num_users), "threshold": pcfg.rating_threshold}
+    if on_seed is not None:
+      on_seed(r, seeds[:seeds.index(seed) + 1])
+  return r
 
 
 def _rated_data(dataset: str) -> Interactions:
@@ -126,7 +130,7 @@ def _rated_data(dataset: str) -> Interactions:
   return filters.reindex(x)
 
 
-def run_mae(dataset: str, cfg, seeds: list[int]) -> dict[str, Any]:
+def run_mae(dataset: str, cfg, seeds: list[int], on_seed=None) -> dict[str, Any]:
   """Rating MAE on held-out rated items (stars and normalised units) vs the user mean."""
   x = _rated_data(dataset)
   out = {"ae_mae": [], "user_mean_mae": [], "ae_mae_normalised": [], "user_mean_mae_normalised": [],
@@ -168,6 +172,8 @@ def run_mae(dataset: str, cfg, seeds: list[int]) -> dict[str, Any]:
     out["user_mean_mae_normalised"].append(float(np.mean(np.abs(mean_n - true_n))))
     out["num_targets"].append(n)
     logging.info("seed %d %s: MAE ae %.4f user-mean %.4f (%d targets)", seed, dataset, mae, um, n)
+    if on_seed is not None:
+      on_seed(out, seeds[:seeds.index(seed) + 1])
   return out
 
 
@@ -185,14 +191,14 @@ def run_benchmark(cfg, n_items: int = 200, repeats: int = 3) -> dict[str, Any]:
   tf = ae_cfg.model.make(x.num_items)
   from anime_ae.training import init_params  # pylint: disable=g-import-not-at-top
   params = init_params(tf, x.num_items, 0)  # timing does not depend on the trained values
-  batched_fn = recommend.jit_apply_eval(tf, params)
+  batched_fn = analysis.fast_holdout_fn(ae_cfg.model, params, x.num_items)
   loop_fn = recommend.jit_apply_eval(tf, params, pad=False)
-  analysis.holdout_profile(batched_fn, x.num_items, items, values, explicit)      # compile
+  analysis.holdout_profile(batched_fn, items, values, explicit)      # compile
   analysis.holdout_profile_loop(loop_fn, x.num_items, items[:2], values[:2], explicit[:2])
   tb, tl = [], []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    fast = analysis.holdout_profile(batched_fn, x.num_items, items, values, explicit)
+    fast = analysis.holdout_profile(batched_fn, items, values, explicit)
     tb.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     slow = analysis.holdout_profile_loop(loop_fn, x.num_items, items, values, explicit)
@@ -203,6 +209,45 @@ def run_benchmark(cfg, n_items: int = 200, repeats: int = 3) -> dict[str, Any]:
           "model": dataclasses.asdict(ae_cfg.model)}
 
 
+def write_ranking(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> None:
+  """Writes (after every seed, so a cut-short run keeps its finished seeds) and prints."""
+  metrics = {k: [t[k] for t in r["per_model"]["anime_ae"]] for k in RANK_METRICS}
+  base = {m: {k: results.summarize([t[k] for t in r["per_model"][m]]) for k in RANK_METRICS}
+          for m in ("popularity", "ease") if r["per_model"][m]}
+  extra = dict(r["extra"], baselines=base, threshold=r["threshold"],
+               ease_l2_grid=[float(v) for v in (_EASE_GRID.value or
+                                                protocol_config(dataset).ease_l2_grid)],
+               data={"users": r["num_users"], "items": r["num_items"]})
+  if "ease" in base:
+    extra["ae_minus_ease"] = {k: float(np.mean(metrics[k]) - base["ease"][k]["mean"])
+                              for k in RANK_METRICS}
+  path = results.write_result(
+      name=f"anime_ae_{_TAG.value}_{_TAGS[dataset]}_strong_generalization", dataset=dataset,
+      protocol="strong_generalization", model="anime_ae", config=cfg.to_dict(),
+      metrics=metrics, seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value, extra=extra)
+  print(f"{dataset} protocol A ({len(seeds)} seeds) -> {path}")
+  rows = [("anime_ae", {k: results.summarize(v) for k, v in metrics.items()})] + list(base.items())
+  for m, ms in rows:
+    print(f"  {m:10s} " + "  ".join(f"{k}={ms[k]['mean']:.4f}±{ms[k]['std']:.4f}"
+                                    for k in RANK_METRICS), flush=True)
+
+
+def write_mae(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> None:
+  reduction = 1 - np.mean(r["ae_mae"]) / np.mean(r["user_mean_mae"])
+  metrics = {"mae": r["ae_mae"], "mae/user_mean": r["user_mean_mae"],
+             "mae_normalised": r["ae_mae_normalised"],
+             "mae_normalised/user_mean": r["user_mean_mae_normalised"]}
+  path = results.write_result(
+      name=f"anime_ae_{_TAG.value}_{_TAGS[dataset]}_rating_mae", dataset=dataset,
+      protocol="rating_mae", model="anime_ae", config=cfg.to_dict(), metrics=metrics,
+      seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value,
+      extra={"mae_reduction_vs_user_mean": float(reduction), "num_targets": r["num_targets"],
+             "ae_best_step": r["ae_best_step"], "ae_train_seconds": r["ae_train_seconds"]})
+  print(f"{dataset} rating MAE ({len(seeds)} seeds): ae {np.mean(r['ae_mae']):.4f}±"
+        f"{np.std(r['ae_mae']):.4f}, user-mean {np.mean(r['user_mean_mae']):.4f} "
+        f"({100 * reduction:.1f}% lower) -> {path}", flush=True)
+
+
 def main(argv):
   del argv
   cfg = _CONFIG.value
@@ -210,47 +255,14 @@ def main(argv):
   for dataset in _DATASETS.value:
     if dataset not in _TAGS:
       raise app.UsageError(f"unknown dataset {dataset!r}; known: {sorted(_TAGS)}")
-    tag = _TAGS[dataset]
+    t0 = time.perf_counter()
     if "ranking" in _PARTS.value:
-      t0 = time.perf_counter()
-      r = run_ranking(dataset, cfg, seeds)
-      wall = time.perf_counter() - t0
-      metrics = {k: [t[k] for t in r["per_model"]["anime_ae"]] for k in RANK_METRICS}
-      base = {m: {k: results.summarize([t[k] for t in r["per_model"][m]]) for k in RANK_METRICS}
-              for m in ("popularity", "ease") if r["per_model"][m]}
-      extra = dict(r["extra"], baselines=base, threshold=r["threshold"],
-                   ease_l2_grid=[float(v) for v in (_EASE_GRID.value or
-                                                    protocol_config(dataset).ease_l2_grid)],
-                   data={"users": r["num_users"], "items": r["num_items"]})
-      if "ease" in base:
-        extra["ae_minus_ease"] = {k: float(np.mean(metrics[k]) - base["ease"][k]["mean"])
-                                  for k in RANK_METRICS}
-      path = results.write_result(
-          name=f"anime_ae_{_TAG.value}_{tag}_strong_generalization", dataset=dataset,
-          protocol="strong_generalization", model="anime_ae", config=cfg.to_dict(),
-          metrics=metrics, seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value, extra=extra)
-      print(f"{dataset} protocol A ({len(seeds)} seeds) -> {path}")
-      rows = [("anime_ae", {k: results.summarize(v) for k, v in metrics.items()})] + list(base.items())
-      for m, ms in rows:
-        print(f"  {m:10s} " + "  ".join(f"{k}={ms[k]['mean']:.4f}±{ms[k]['std']:.4f}"
-                                        for k in RANK_METRICS))
+      run_ranking(dataset, cfg, seeds,
+                  lambda r, done: write_ranking(dataset, cfg, r, done, time.perf_counter() - t0))
+    t0 = time.perf_counter()
     if "mae" in _PARTS.value:
-      t0 = time.perf_counter()
-      r = run_mae(dataset, cfg, seeds)
-      wall = time.perf_counter() - t0
-      reduction = 1 - np.mean(r["ae_mae"]) / np.mean(r["user_mean_mae"])
-      metrics = {"mae": r["ae_mae"], "mae/user_mean": r["user_mean_mae"],
-                 "mae_normalised": r["ae_mae_normalised"],
-                 "mae_normalised/user_mean": r["user_mean_mae_normalised"]}
-      path = results.write_result(
-          name=f"anime_ae_{_TAG.value}_{tag}_rating_mae", dataset=dataset, protocol="rating_mae",
-          model="anime_ae", config=cfg.to_dict(), metrics=metrics, seeds=seeds,
-          wall_seconds=wall, results_dir=_OUT_DIR.value,
-          extra={"mae_reduction_vs_user_mean": float(reduction),
-                 "num_targets": r["num_targets"], "ae_best_step": r["ae_best_step"],
-                 "ae_train_seconds": r["ae_train_seconds"]})
-      print(f"{dataset} rating MAE: ae {np.mean(r['ae_mae']):.4f}±{np.std(r['ae_mae']):.4f}, "
-            f"user-mean {np.mean(r['user_mean_mae']):.4f} ({100 * reduction:.1f}% lower) -> {path}")
+      run_mae(dataset, cfg, seeds,
+              lambda r, done: write_mae(dataset, cfg, r, done, time.perf_counter() - t0))
   if "benchmark" in _PARTS.value:
     t0 = time.perf_counter()
     r = run_benchmark(cfg)

@@ -370,17 +370,22 @@ def test_explanations_batched_match_one_at_a_time():
 # --- holdout analysis and bottleneck statistics -----------------------------------------
 
 
-def test_holdout_batched_matches_loop_and_tables():
-  tf, params = _tiny_model(num_items=30, seed=4)
+@pytest.mark.parametrize("input_norm", ["none", "l2"])
+def test_holdout_batched_matches_loop_and_tables(input_norm):
+  cfg = ModelConfig(hidden_dim=16, bottleneck_dim=8, input_norm=input_norm)
+  tf = cfg.make(30)
+  params = init_params(tf, 30, 4)
   apply_eval = recommend.jit_apply_eval(tf, params)
   items = np.array([0, 3, 5, 8, 13, 21, 29])
   values = np.linspace(-1, 1, 7).astype(np.float32)
   explicit = np.array([True, True, False, True, True, True, False])
-  fast = analysis.holdout_profile(apply_eval, 30, items, values, explicit, chunk=3)
   slow = analysis.holdout_profile_loop(recommend.jit_apply_eval(tf, params, pad=False), 30,
                                        items, values, explicit)
-  np.testing.assert_allclose(fast.pred_rating, slow.pred_rating, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(fast.prob, slow.prob, rtol=1e-4)
+  for fn in (analysis.fast_holdout_fn(cfg, params, 30),
+             analysis.batched_holdout_fn(apply_eval, 30, chunk=3)):
+    fast = analysis.holdout_profile(fn, items, values, explicit)
+    np.testing.assert_allclose(fast.pred_rating, slow.pred_rating, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast.prob, slow.prob, rtol=1e-4)
   assert len(fast.abs_error) == 5
   t = analysis.profile_table(fast)
   assert t["rating_abs_error"]["mean"] == pytest.approx(fast.abs_error.mean(), rel=1e-6)
@@ -398,12 +403,13 @@ def test_evaluation_set_tables_and_bottleneck_stats():
   p = build_profiles(x, RatingTransform(lo=1, hi=10))
   tf, params = _tiny_model(num_items=30, seed=5)
   apply_eval = recommend.jit_apply_eval(tf, params)
-  t = analysis.evaluation_set_holdout(apply_eval, p, range(6))
+  holdout_fn = analysis.batched_holdout_fn(apply_eval, 30)
+  t = analysis.evaluation_set_holdout(holdout_fn, p, range(6))
   assert t["n_items"] == int(p.lengths().sum())
   errs = []
   for u in range(6):
     it, va, ex = p.profile(u)
-    errs.append(analysis.holdout_profile(apply_eval, 30, it, va, ex).abs_error)
+    errs.append(analysis.holdout_profile(holdout_fn, it, va, ex).abs_error)
   allerr = np.concatenate(errs)
   assert t["per_item_rating_abs_error"]["median"] == pytest.approx(np.median(allerr), rel=1e-5)
   assert t["per_item_rating_abs_error"]["max"] == pytest.approx(allerr.max(), rel=1e-5)
