@@ -12,6 +12,8 @@ random unit vectors (float32). Each method returns the top-k corpus indices for 
   blocked      lax.scan over corpus blocks of `block` rows: block scores [B, block], top_k per
                block, merged into a running top-k ([B, 2k] -> top_k), so the [B, N] score
                matrix never exists
+and, as a diagnostic of where the time goes, `scores_only`: the [B, N] score matmul of
+`exact` reduced by a max over N (no top-k).
 bytes read = N * D * itemsize (the corpus, read once per call); bytes/s = that / seconds.
 
 Baselines, same run, same corpus array: `copy_jax` = jitted x * s (s a traced 1.0, so XLA
@@ -94,6 +96,12 @@ def blocked_topk(users: jax.Array, corpus: jax.Array, k: int, block: int) -> jax
 
 
 @jax.jit
+def scores_only(users: jax.Array, corpus: jax.Array) -> jax.Array:
+  """[B, D], [N, D] -> [B] max score: the exact path's matmul without the top-k."""
+  return jnp.max(jnp.dot(users.astype(jnp.float32), corpus.astype(jnp.float32).T), axis=1)
+
+
+@jax.jit
 def copy_jax(x: jax.Array, s: jax.Array) -> jax.Array:
   return x * s.astype(x.dtype)
 
@@ -139,6 +147,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any
         "exact": timer(lambda: exact_topk(users, corpus, k)),
         "approx": timer(lambda: approx_topk(u, corpus, k, float(cfg.approx_recall_target))),
         "blocked": timer(lambda: blocked_topk(u, corpus, k, int(cfg.block))),
+        "scores_only": timer(lambda: scores_only(users, corpus)),
         "copy_jax": timer(lambda: copy_jax(corpus, one)),
         "read_jax": timer(lambda: read_jax(corpus)),
         "copy_numpy": timer(lambda: np.copyto(host_out, host)),
@@ -188,7 +197,7 @@ def main(argv):
       metrics[f"{dt}/{m}/bytes_per_s"] = r["bytes_per_s"][m]
       metrics[f"{dt}/{m}/fraction_of_copy_bandwidth"] = r["fraction_of_copy_bandwidth"][m]
       metrics[f"{dt}/{m}/seconds"] = r["seconds"][m]
-    for m in ("copy_jax", "read_jax", "copy_numpy"):
+    for m in ("scores_only", "copy_jax", "read_jax", "copy_numpy"):
       metrics[f"{dt}/{m}/bytes_per_s"] = r["bytes_per_s"][m]
     metrics[f"{dt}/approx/recall@{res['top_k']}"] = r["recall_approx"]
     metrics[f"{dt}/blocked/recall@{res['top_k']}"] = r["recall_blocked"]

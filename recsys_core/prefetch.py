@@ -96,7 +96,9 @@ class Prefetcher:
     self.close()
 
   def __del__(self):
-    self._stop.set()
+    stop = getattr(self, "_stop", None)   # absent when __init__ raised
+    if stop is not None:
+      stop.set()
 
 
 def prefetch_to_device(iterable: Iterable[Any], depth: int = 2,

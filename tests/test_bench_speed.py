@@ -45,12 +45,14 @@ def test_layer_shapes_match_the_model(shared):
 def test_ae_flops_benchmark_tiny():
   cfg = bench_speed.get_config("tiny").ae_flops
   cfg.update(dict(rounds=1, warmup=1, reps=1, matmul_n=32, num_items=16))
+  cfg.variants = ("as_trained",)
   cfg.model_override.update(dict(hidden_dim=8, bottleneck_dim=4))
   res = bench_ae_flops.run_benchmark(cfg, log=lambda s: None)
   f = bench_ae_flops.ae_flops(16, 8, 4, 16)
   assert res["step_flops_exact"] == f["train_exact"]
   assert res["matmul_flops"] == 2 * 32 ** 3
-  v = res["variants"]["donated"]
+  assert set(res["variants"]) == {"as_trained"} and res["best_step_variant"] == "as_trained"
+  v = res["variants"]["as_trained"]
   assert res["fraction_of_peak"] == pytest.approx(
       (v["step_flops_exact"] / v["step_seconds"]) / (res["matmul_flops"] / res["seconds"]["matmul"]))
   assert res["fraction_of_peak"] > 0 and res["fraction_of_peak_as_trained"] > 0
