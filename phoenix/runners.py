@@ -204,6 +204,8 @@ class RecsysRetrievalInferenceRunner:
         raise ValueError("no corpus: call set_corpus() or pass corpus_embeddings")
       corpus_embeddings = self.corpus_embeddings
       corpus_mask = self.corpus_mask if corpus_mask is None else corpus_mask
+    if corpus_mask is None:  # one compiled function for masked and unmasked corpora
+      corpus_mask = jnp.ones(corpus_embeddings.shape[0], bool)
     return self._retrieve(self.params, batch, recsys_embeddings, corpus_embeddings,
                           corpus_mask, top_k=top_k)
 

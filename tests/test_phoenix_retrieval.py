@@ -11,6 +11,8 @@ from phoenix import recsys_model as rm
 from phoenix import recsys_retrieval_model as rrm
 
 B, S, C, D, A, N = 3, 5, 4, 16, 6, 50
+# Tiny models: compile without LLVM optimisation (compilation, not running, dominates here).
+_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _config():
@@ -31,7 +33,7 @@ def _towers(batch, emb):
 def _model():
   f = hk.without_apply_rng(hk.transform(_towers))
   batch, emb = rm.create_example_batch(B, D, S, C, A)
-  return jax.jit(f.init)(jax.random.PRNGKey(0), batch, emb), jax.jit(f.apply), batch, emb
+  return _jit(f.init)(jax.random.PRNGKey(0), batch, emb), _jit(f.apply), batch, emb
 
 
 def test_parameter_names():
@@ -94,20 +96,21 @@ def test_call_returns_retrieval_output():
   params, _, batch, emb = _model()
   corpus, _ = rrm.create_example_corpus(N, D)
   f = hk.without_apply_rng(hk.transform(lambda b, e, c: _config().make()(b, e, c, top_k=7)))
-  out = jax.jit(f.apply)(params, batch, emb, corpus)
+  out = _jit(f.apply)(params, batch, emb, corpus)
   assert isinstance(out, rrm.RetrievalOutput)
   assert out.top_k_indices.shape == (B, 7) and out.top_k_scores.shape == (B, 7)
   assert out.user_representation.shape == (B, D)
 
 
 def test_every_parameter_gets_gradient_at_init():
-  params, apply, batch, emb = _model()
+  params, _, batch, emb = _model()
+  apply = hk.without_apply_rng(hk.transform(_towers)).apply
 
   def loss(p):  # in-batch softmax: user b's positive is its first candidate
     (user, _), (cand, _) = apply(p, batch, emb)
     logits = user @ cand[:, 0, :].T / 0.1
     return -jnp.mean(jnp.diag(jax.nn.log_softmax(logits, axis=-1)))
 
-  grads = jax.jit(jax.grad(loss))(params)
+  grads = _jit(jax.grad(loss))(params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert float(jnp.abs(g).max()) > 0, jax.tree_util.keystr(path)

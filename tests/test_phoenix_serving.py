@@ -26,7 +26,8 @@ def _setup():
   batch.history_post_hashes[0, -2:] = 0   # padded history
   batch.candidate_post_hashes[1, 3] = 0   # a padded candidate
   f = hk.without_apply_rng(hk.transform(lambda b, e: cfg.make()(b, e).logits))
-  params = jax.jit(f.init)(jax.random.PRNGKey(0), batch, emb)
+  params = jax.jit(f.init, compiler_options={"xla_backend_optimization_level": 0})(
+      jax.random.PRNGKey(0), batch, emb)
   # Non-trivial temperatures, so the cached path must read the same parameters.
   params = jax.tree_util.tree_map_with_path(
       lambda p, x: x + 0.7 if "temperature" in jax.tree_util.keystr(p) else x, params)
