@@ -266,6 +266,37 @@ def run_comparison(cfg, data_dir: Optional[str] = None, seeds: Optional[list[int
     if reason:
       logging.warning("%s skipped: %s", model, reason)
   split_fps = []
+
+  def write(seeds_done: list[int]):
+    """Summarises what has run so far and (re)writes the result file."""
+    metrics, per_model = {}, {}
+    for model, rec in models.items():
+      out = {"status": rec["status"], "config": rec["config"]}
+      if rec["status"] == "skipped":
+        out["reason"] = rec["reason"]
+      else:
+        m = {k: results.summarize([t[k] for t in rec["test"]]) for k in cfg.report_metrics}
+        metrics.update({f"{model}/{k}": v for k, v in m.items()})
+        out.update(metrics=m, seeds=rec["seeds"], split_fingerprints=rec["fingerprints"],
+                   num_test_users=[t["num_users"] for t in rec["test"]],
+                   fit_seconds=rec["fit_seconds"], eval_seconds=rec["eval_seconds"],
+                   details=rec["details"])
+      per_model[model] = out
+    config = cfg.to_dict()
+    config["data_stats"] = data_stats
+    config["data_dir"] = data_dir or ("(embedded)" if cfg.dataset == "anime" else
+                                      "$RECSYS_DATA_DIR")
+    extra = {"seeds_requested": seeds, "models": per_model, "split_fingerprints": split_fps,
+             "skipped": {m: r["reason"] for m, r in per_model.items() if r["status"] == "skipped"},
+             "note": "one split per seed shared by all models; trained models (anime_ae, "
+                     "phoenix_retrieval) run on the first config.deep_seeds seeds with a fixed "
+                     "step count and no model selection; EASE λ chosen on validation"}
+    path = results.write_result(
+        name=f"compare_{cfg.tag}_{cfg.protocol}", dataset=cfg.dataset, protocol=cfg.protocol,
+        model="comparison", config=config, metrics=metrics, seeds=seeds_done,
+        wall_seconds=time.perf_counter() - start, results_dir=results_dir, extra=extra)
+    return path, metrics, per_model
+
   for i, seed in enumerate(seeds):
     split = make_split(x, cfg, seed)
     split_fps.append(fingerprint(split))
@@ -286,33 +317,9 @@ def run_comparison(cfg, data_dir: Optional[str] = None, seeds: Optional[list[int
       logging.info("seed %d %s (fit %.1f s): %s", seed, model, t1 - t0,
                    ", ".join(f"{k}={test[k]:.4f}" for k in cfg.report_metrics))
       del scorer
+    # Written after every seed: an interrupted run keeps the seeds it finished.
+    path, metrics, per_model = write(seeds[:i + 1])
 
-  metrics, per_model = {}, {}
-  for model, rec in models.items():
-    out = {"status": rec["status"], "config": rec["config"]}
-    if rec["status"] == "skipped":
-      out["reason"] = rec["reason"]
-    else:
-      m = {k: results.summarize([t[k] for t in rec["test"]]) for k in cfg.report_metrics}
-      metrics.update({f"{model}/{k}": v for k, v in m.items()})
-      out.update(metrics=m, seeds=rec["seeds"], split_fingerprints=rec["fingerprints"],
-                 num_test_users=[t["num_users"] for t in rec["test"]],
-                 fit_seconds=rec["fit_seconds"], eval_seconds=rec["eval_seconds"],
-                 details=rec["details"])
-    per_model[model] = out
-  config = cfg.to_dict()
-  config["data_stats"] = data_stats
-  config["data_dir"] = data_dir or ("(embedded)" if cfg.dataset == "anime" else
-                                    "$RECSYS_DATA_DIR")
-  extra = {"models": per_model, "split_fingerprints": split_fps,
-           "skipped": {m: r["reason"] for m, r in per_model.items() if r["status"] == "skipped"},
-           "note": "one split per seed shared by all models; trained models (anime_ae, "
-                   "phoenix_retrieval) run on the first config.deep_seeds seeds with a fixed "
-                   "step count and no model selection; EASE λ chosen on validation"}
-  path = results.write_result(
-      name=f"compare_{cfg.tag}_{cfg.protocol}", dataset=cfg.dataset, protocol=cfg.protocol,
-      model="comparison", config=config, metrics=metrics, seeds=seeds,
-      wall_seconds=time.perf_counter() - start, results_dir=results_dir, extra=extra)
   logging.info("wrote %s", path)
   if write_docs:
     from experiments import report  # pylint: disable=g-import-not-at-top
