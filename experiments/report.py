@@ -232,7 +232,7 @@ def compare_plot(tag: str, recs: Sequence[dict], path: str) -> bool:
   panels = [r for r in recs if any(i.get("status") == "ok" for i in r.get("models", {}).values())]
   if not panels:
     return False
-  fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+  fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
   colors = ["#8c8c8c", "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
   for ax, r in zip(axes[0], panels):
     keys = list(r.get("config", {}).get("report_metrics") or [])
@@ -248,7 +248,8 @@ def compare_plot(tag: str, recs: Sequence[dict], path: str) -> bool:
     ax.set_xticklabels(keys)
     ax.set_ylabel("test metric (mean ± std over seeds)")
     ax.set_title(f"{tag}: protocol {PROTOCOL_SHORT.get(r.get('protocol'), r.get('protocol'))}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2,
+              frameon=False)
     skipped = [m for m in _models_of(r) if r["models"][m].get("status") != "ok"]
     if skipped:
       ax.text(0.01, 0.99, "skipped: " + ", ".join(skipped), transform=ax.transAxes,
