@@ -8,7 +8,8 @@ by a configurable weighted sum of action probabilities rather than by P(favorite
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, NamedTuple, Optional
+import functools
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -107,6 +108,28 @@ class ModelRunner(_Runner):
         params, batch, embeddings).logits
 
 
+def _rank(runner: ModelRunner, params, batch: RecsysBatch, embeddings: RecsysEmbeddings,
+          weights: jax.Array) -> RankingOutput:
+  probs = jax.nn.sigmoid(runner.apply(params, batch, embeddings).astype(jnp.float32))
+  weighted = probs @ weights  # [B, C]
+  valid = batch.candidate_post_hashes[:, :, 0] != 0
+  ranked = jnp.argsort(-jnp.where(valid, weighted, -jnp.inf), axis=-1)
+  return RankingOutput(scores=probs, ranked_indices=ranked, weighted_scores=weighted,
+                       **{f"p_{a}": probs[..., i] for i, a in enumerate(ACTIONS)})
+
+
+_RANK_FUNCTIONS: dict[str, Callable[..., RankingOutput]] = {}
+
+
+def _rank_function(runner: ModelRunner) -> Callable[..., RankingOutput]:
+  """The jitted rank of the runner's model config, shared by runners of equal configs (a
+  runner for a new checkpoint of the same model does not compile again)."""
+  key = repr(runner.model)
+  if key not in _RANK_FUNCTIONS:
+    _RANK_FUNCTIONS[key] = jax.jit(functools.partial(_rank, runner))
+  return _RANK_FUNCTIONS[key]
+
+
 @dataclasses.dataclass
 class RecsysInferenceRunner:
   """Ranks candidates: sigmoid action probabilities, weighted sum, descending order."""
@@ -120,21 +143,13 @@ class RecsysInferenceRunner:
                        f"runner's outputs name the {len(ACTIONS)} of ACTIONS")
     self.params, self.metadata = self.runner.load_or_init()
     self.set_action_weights(self.action_weights)
-    self._rank = jax.jit(self._rank_fn)
+    self._rank = _rank_function(self.runner)
     return self
 
   def set_action_weights(self, action_weights: Optional[Mapping[str, float]]) -> None:
     """Changes the ranking weights (None = DEFAULT_ACTION_WEIGHTS); no recompilation."""
     self.action_weights = action_weights
     self.weights = jnp.asarray(action_weight_vector(action_weights))
-
-  def _rank_fn(self, params, batch, embeddings, weights) -> RankingOutput:
-    probs = jax.nn.sigmoid(self.runner.apply(params, batch, embeddings).astype(jnp.float32))
-    weighted = probs @ weights
-    valid = batch.candidate_post_hashes[:, :, 0] != 0
-    ranked = jnp.argsort(-jnp.where(valid, weighted, -jnp.inf), axis=-1)
-    return RankingOutput(scores=probs, ranked_indices=ranked, weighted_scores=weighted,
-                         **{f"p_{a}": probs[..., i] for i, a in enumerate(ACTIONS)})
 
   def rank(self, batch: RecsysBatch, recsys_embeddings: RecsysEmbeddings) -> RankingOutput:
     return self._rank(self.params, batch, recsys_embeddings, self.weights)

@@ -113,13 +113,10 @@ def test_output_shape_and_default_bfloat16():
   cfg = rm.PhoenixModelConfig(model=_config(temperature=True).model, emb_size=D, num_actions=A)
   assert cfg.fprop_dtype == jnp.bfloat16 and cfg.hash_config == rm.HashConfig()
   assert cfg.normalize_before_projection  # on by default (phoenix.md §3)
-  params, apply = _model()
-  out = _jit(hk.without_apply_rng(hk.transform(lambda b, e: cfg.make()(b, e))).apply)(
-      params, *_example())
+  f = hk.without_apply_rng(hk.transform(lambda b, e: cfg.make()(b, e)))
+  out = jax.eval_shape(f.apply, _model()[0], *_example())  # traced, not compiled
   assert isinstance(out, rm.RecsysModelOutput)
   assert out.logits.shape == (B, C, A) and out.logits.dtype == jnp.bfloat16
-  np.testing.assert_allclose(out.logits.astype(np.float32), apply(params, *_example()),
-                             atol=0.1)
 
 
 def _take(batch, emb, idx):

@@ -34,7 +34,7 @@ def _setup():
   return cfg, params, batch, emb, np.asarray(jax.jit(f.apply)(params, batch, emb))
 
 
-@pytest.mark.parametrize("block_size", [3, 4, 16])  # 3 and 4 do not divide C=10; 16 > C
+@pytest.mark.parametrize("block_size", [3, 16])  # 3 does not divide C=10; 16 > C (5 below)
 def test_cached_scorer_equals_full_model(block_size):
   cfg, params, batch, emb, full = _setup()
   out = serving.CachedScorer(cfg, block_size=block_size).score(params, batch, emb)
