@@ -23,6 +23,19 @@ N*D*itemsize / seconds (bytes of the array per second), the same accounting as t
 methods, so `fraction_of_copy_bandwidth` = best method's bytes/s / copy_jax's bytes/s
 = copy seconds / top-k seconds. Medians over interleaved rounds.
 
+Recorded (2-core CPU under heavy shared load; experiments/results/bench_retrieval_topk_cpu.json,
+float32 and bfloat16, and bench_retrieval_topk_cpu_split.json, float32 with scores_only, run
+with --config.retrieval.dtypes="('float32',)" --config.retrieval.rounds=3
+--config.retrieval.reps=1 --name bench_retrieval_topk_cpu_split): the [B, N] score matmul
+alone takes ~88% of the exact top-k's time; at B=64 it does 2B/itemsize = 32 FLOP per corpus
+byte (float32), so on this CPU the top-k is compute-bound, not bandwidth-bound: ~0.1 of the
+read-only bandwidth (sum(x)), ~0.4-0.6 of the jitted copy (itself slowed by allocating and
+first-touching a fresh N*D output each call; numpy's copy into a preallocated array is 2-5x
+faster). approx_max_k is exact on CPU (recall 1.0; XLA's approximate algorithm is a TPU
+feature) and no faster; the blocked scan is slightly slower (per-block top_k + merges);
+a bfloat16 corpus halves the bytes but XLA's CPU bf16 dot is not faster, so its bytes/s
+fraction is lower.
+
 Shape glossary: N corpus items, D dimension, B users, K top-k.
 """
 from __future__ import annotations
