@@ -7,7 +7,8 @@ Ranking forward (`phoenix.runners.RecsysInferenceRunner.rank`: model, sigmoid, w
 argsort, all jitted) on each config of `models`: latency at batch `latency_batch` (1 user)
 and throughput at batch `throughput_batch`, inputs already on the device, after `warmup`
 untimed calls (the first compiles), each call ended by block_until_ready; the median of
-`repeats` calls is the figure, every call is kept in the result file.
+`repeats` calls is the figure, every call is kept in the result file. The machine's load
+average before and after is recorded too: on a shared machine it moves the absolute times.
 
 Serving: one user with `serving.num_candidates` candidates on models[serving.model]: the full
 [user | history | candidates] sequence through the model (attention over 1 + S + C
@@ -59,15 +60,19 @@ def model_config(m, num_actions: int, dtype: str) -> PhoenixModelConfig:
       normalize_before_projection=m.normalize_before_projection)
 
 
-def time_calls(fn, args, warmup: int, repeats: int) -> list[float]:
-  """Seconds of each of `repeats` calls of fn(*args), after `warmup` untimed calls."""
+def time_interleaved(calls: dict, warmup: int, repeats: int) -> dict[str, list[float]]:
+  """{name: seconds of each of `repeats` calls} of calls {name: (fn, args)}, taken in turn
+  (one call of each per round) so that all see the same machine load; after `warmup`
+  untimed rounds."""
   for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
+    for fn, args in calls.values():
+      jax.block_until_ready(fn(*args))
+  times = {name: [] for name in calls}
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
+    for name, (fn, args) in calls.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times[name].append(time.perf_counter() - t0)
   return times
 
 
@@ -92,12 +97,14 @@ def main(argv):
     medians[key] = float(np.median(metrics[key]))
     print(f"{key}: {medians[key]:.3f} (median of {len(seconds)})", flush=True)
 
-  # 1. fprop dtype: float32 unless bfloat16 is faster.
+  # 1. fprop dtype: float32 unless bfloat16 is faster (the two timed in turn).
   probe = c.models[c.dtype_probe_model]
-  for dtype in c.dtypes:
-    r = ranker(model_config(probe, c.num_actions, dtype), c.seed)
-    args = example(probe, c.throughput_batch, probe.candidate_seq_len, c.num_actions, c.seed)
-    record(f"dtype_probe/{dtype}/ms", time_calls(r.rank, args, c.warmup, c.repeats))
+  args = example(probe, c.throughput_batch, probe.candidate_seq_len, c.num_actions, c.seed)
+  probe_times = time_interleaved(
+      {d: (ranker(model_config(probe, c.num_actions, d), c.seed).rank, args) for d in c.dtypes},
+      c.warmup, c.repeats)
+  for d, times in probe_times.items():
+    record(f"dtype_probe/{d}/ms", times)
   dtype = min(c.dtypes, key=lambda d: (medians[f"dtype_probe/{d}/ms"], d != "float32"))
   print(f"fprop dtype: {dtype}", flush=True)
 
@@ -106,7 +113,7 @@ def main(argv):
     r = ranker(model_config(m, c.num_actions, dtype), c.seed)
     for key, b in (("latency", c.latency_batch), ("throughput", c.throughput_batch)):
       args = example(m, b, m.candidate_seq_len, c.num_actions, c.seed)
-      times = time_calls(r.rank, args, c.warmup, c.repeats)
+      times = time_interleaved({key: (r.rank, args)}, c.warmup, c.repeats)[key]
       if key == "latency":
         record(f"{name}/latency_b{b}_ms", times)
       else:
@@ -122,15 +129,16 @@ def main(argv):
   args = example(m, 1, s.num_candidates, c.num_actions, c.seed + 1)
   full = jax.jit(hk.without_apply_rng(hk.transform(
       lambda b, e: cfg.make()(b, e).logits)).apply)
-  record("serving/full_ms", time_calls(full, (params, *args), c.warmup, s.repeats))
-  reference = np.asarray(full(params, *args), np.float32)
-  max_diff = {}
+  calls = {"full": (full, (params, *args))}
   for block in s.block_sizes:
-    scorer = serving.CachedScorer(cfg, block_size=block)
-    record(f"serving/cached_block{block}_ms",
-           time_calls(scorer.score, (params, *args), c.warmup, s.repeats))
-    out = np.asarray(scorer.score(params, *args).logits, np.float32)
-    max_diff[str(block)] = float(np.abs(out - reference).max())
+    calls[f"cached_block{block}"] = (serving.CachedScorer(cfg, block_size=block).score,
+                                     (params, *args))
+  for name, times in time_interleaved(calls, c.warmup, s.repeats).items():
+    record(f"serving/{name}_ms", times)
+  reference = np.asarray(full(params, *args), np.float32)
+  max_diff = {str(block): float(np.abs(np.asarray(
+      calls[f"cached_block{block}"][0](params, *args).logits, np.float32) - reference).max())
+              for block in s.block_sizes}
   best = min(s.block_sizes, key=lambda b: medians[f"serving/cached_block{b}_ms"])
   metrics["speedup"] = medians["serving/full_ms"] / medians[f"serving/cached_block{best}_ms"]
   for block in s.block_sizes:
