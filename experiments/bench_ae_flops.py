@@ -32,8 +32,7 @@ variants that do the training step's exact math); `ae_flops.variants` selects th
 Recorded (experiments/results/bench_ae_flops_cpu.json, 2-core CPU under shared load):
 the step runs at 0.56 of the matmul's FLOP/s, value_and_grad alone at 0.85 and the step at
 B=1024 at 0.86; XLA's FLOP count is within 2.4% of the exact formula. So about a third of the
-step at B=256 is not matmul work,
-so the other half of the step is the optimizer's elementwise, memory-bound work over the
+step at B=256 is not matmul work but the optimizer's elementwise, memory-bound work over the
 ~32M parameters (Adam moments, the non-finite guard's jnp.where copies of params and
 opt_state, the global norm); a larger batch amortises it. Donation did not help here.
 The encoder's dense [B, 2I] input is ~1.4% non-zero, and its layer is ~47% of the forward
