@@ -128,7 +128,7 @@ def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) ->
   optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(**cfg.optimizer.to_dict()))
   params = task.init(jax.random.PRNGKey(cfg.seed))
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
-  update = training.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")
+  update = train_lib.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")
   heads = [batching.ACTIONS[a] for a in np.flatnonzero(task.heads)]
 
   def eval_fn(p):

@@ -111,7 +111,7 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
   logging.info("params: %d; %d steps/epoch, eval every %d steps", n_params, steps_per_epoch,
                eval_every)
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
-  update = training.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")
+  update = train_lib.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")
   val_targets = _subset_users(split, cfg.eval_users, cfg.seed)
   ks = tuple(cfg.ks)
 

@@ -56,6 +56,7 @@ class EmbeddingConfig:
   num_user_hashes: int = 2
   num_item_hashes: int = 2
   num_author_hashes: int = 2
+  init_stddev: float = 1.0   # table init (the release: 1.0); smaller moves faster under Adam
 
   def hash_config(self) -> HashConfig:
     return HashConfig(num_user_hashes=self.num_user_hashes,
@@ -68,7 +69,8 @@ def hash_table_config(ecfg: EmbeddingConfig):
   return hashing.HashTableConfig(emb_size=ecfg.emb_size, user_table_size=ecfg.user_table_size,
                                  item_table_size=ecfg.item_table_size,
                                  author_table_size=ecfg.author_table_size,
-                                 hash_config=ecfg.hash_config())
+                                 hash_config=ecfg.hash_config(),
+                                 init_stddev=ecfg.init_stddev)
 
 
 def _hash_fn(ecfg: EmbeddingConfig):
@@ -186,6 +188,9 @@ class RetrievalConfig:
   init_temperature: float = 0.05
   learn_temperature: bool = True
   loss_positions: int = 0              # 0: every prefix; k: k random valid positions per row
+  # User read-out: "mean" = the release's build_user_representation (masked mean over
+  # [user | history]); "last" = the output at the last history position (SASRec-style).
+  pooling: str = "mean"
 
   def model_config(self):
     from phoenix.recsys_retrieval_model import PhoenixRetrievalModelConfig  # pylint: disable=g-import-not-at-top
@@ -211,17 +216,36 @@ def _retrieval_model(cfg: RetrievalConfig):
   return cfg.model_config().make()
 
 
-def prefix_user_representations(model, batch, emb) -> tuple[jax.Array, jax.Array]:
+def prefix_user_representations(model, batch, emb, pooling: str = "mean"
+                                ) -> tuple[jax.Array, jax.Array]:
   """User representation of every prefix of the history: [B, S, D] (L2-normalised), [B, S].
 
-  Row s is `build_user_representation` of the batch truncated to history positions 0..s
-  (right-padded histories; the user token is included in every prefix). Valid where the
-  history position s holds an item.
+  pooling="mean": row s is `build_user_representation` of the batch truncated to history
+  positions 0..s (right-padded histories; the user token is included in every prefix).
+  pooling="last": row s is the L2-normalised transformer output at history position s (the
+  SASRec read-out; `last_position_user_representation` of the truncated batch).
+  Valid where the history position s holds an item.
   """
   embeddings, mask = model.user_history_inputs(batch, emb)
   outputs = model.model(embeddings, mask, candidate_start_offset=None).embeddings
-  pooled, _ = prefix_pool(outputs, mask)
+  if pooling == "mean":
+    pooled, _ = prefix_pool(outputs, mask)
+  elif pooling == "last":
+    pooled = outputs.astype(jnp.float32)
+    pooled = pooled / jnp.sqrt(jnp.maximum(jnp.sum(pooled * pooled, -1, keepdims=True), 1e-12))
+  else:
+    raise ValueError(f"pooling must be 'mean' or 'last', got {pooling!r}")
   return pooled[:, 1:], mask[:, 1:]
+
+
+def last_position_user_representation(model, batch, emb) -> jax.Array:
+  """[B, D]: the L2-normalised transformer output at the last valid [user | history] position
+  (right-padded histories). The alternative read-out to the release's masked mean."""
+  embeddings, mask = model.user_history_inputs(batch, emb)
+  outputs = model.model(embeddings, mask, candidate_start_offset=None).embeddings
+  last = jnp.maximum(jnp.sum(mask.astype(jnp.int32), axis=1) - 1, 0)
+  out = jnp.take_along_axis(outputs.astype(jnp.float32), last[:, None, None], axis=1)[:, 0]
+  return out / jnp.sqrt(jnp.maximum(jnp.sum(out * out, -1, keepdims=True), 1e-12))
 
 
 class RetrievalFns:
@@ -233,11 +257,15 @@ class RetrievalFns:
 
     def prefix_users(batch):
       model = _retrieval_model(cfg)
-      return prefix_user_representations(model, batch, lookup_embeddings(batch, ecfg))
+      return prefix_user_representations(model, batch, lookup_embeddings(batch, ecfg),
+                                         cfg.pooling)
 
     def users(batch):
       model = _retrieval_model(cfg)
-      return model.build_user_representation(batch, lookup_embeddings(batch, ecfg))[0]
+      emb = lookup_embeddings(batch, ecfg)
+      if cfg.pooling == "last":
+        return last_position_user_representation(model, batch, emb)
+      return model.build_user_representation(batch, emb)[0]
 
     def candidates(batch):
       model = _retrieval_model(cfg)
@@ -733,46 +761,8 @@ def item_authors_for(dataset: str, author: str, item_ids: np.ndarray,
                 "unknown_fraction": float(np.mean(attr == 0))}
 
 
-# ----------------------------------------------------------------------------------------
-# Update step.
-
 def make_update_fn(loss_fn, optimizer, nan_policy: str = "raise"):
-  """`recsys_core.train.make_update_fn` without its reduce-on-plateau probe.
-
-  recsys_core.train.optim.plateau_scale looks up the key "scale" anywhere in the optimizer
-  state; a haiku model with LayerNorm / RMSNorm parameters (named "scale") makes Adam's
-  moments hold such keys and the lookup raises. Phoenix does not use reduce-on-plateau, so
-  this copy skips the probe; otherwise identical (non-finite steps are not applied and
-  reported as skipped; `fit` obeys `nan_policy`).
-  """
-  import optax  # pylint: disable=g-import-not-at-top
-  from recsys_core.train.state import TrainState  # pylint: disable=g-import-not-at-top
-  optimizer = optax.with_extra_args_support(optimizer)
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-  def _all_finite(tree):
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
-
-  @jax.jit
-  def _update(state, batch):
-    rng, step_rng = jax.random.split(state.rng)
-    (loss, aux), grads = grad_fn(state.params, step_rng, batch)
-    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
-    new_params = optax.apply_updates(state.params, updates)
-    good = jnp.isfinite(loss) & _all_finite(grads)
-    keep = lambda new, old: jnp.where(good, new, old)
-    metrics = dict(aux)
-    metrics.update(loss=loss, grad_norm=optax.global_norm(grads),
-                   skipped=jnp.logical_not(good).astype(jnp.int32))
-    return TrainState(jax.tree.map(keep, new_params, state.params),
-                      jax.tree.map(keep, new_opt_state, state.opt_state),
-                      state.step + 1, rng), metrics
-
-  def update(state, batch):
-    return _update(state, batch)
-
-  update.nan_policy = nan_policy
-  update.jitted = _update
-  return update
+  """The jitted training step: `recsys_core.train.make_update_fn` (kept as a name here for
+  callers of the Phoenix trainer)."""
+  from recsys_core import train as train_lib  # pylint: disable=g-import-not-at-top
+  return train_lib.make_update_fn(loss_fn, optimizer, nan_policy=nan_policy)

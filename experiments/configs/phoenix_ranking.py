@@ -16,7 +16,7 @@ from ml_collections import config_dict
 def _model(**overrides):
   emb = dict(emb_size=64, user_table_size=1 << 13, item_table_size=1 << 15,
              author_table_size=1 << 10, num_user_hashes=2, num_item_hashes=2,
-             num_author_hashes=2)
+             num_author_hashes=2, init_stddev=0.05)
   emb.update(overrides.pop("emb", {}))
   model = dict(emb=emb, num_layers=2, num_q_heads=2, num_kv_heads=2, key_size=32,
                widening_factor=4.0, learnable_attention_temperature=False,

@@ -14,7 +14,7 @@ from ml_collections import config_dict
 def _model(**overrides):
   emb = dict(emb_size=64, user_table_size=1 << 14, item_table_size=1 << 15,
              author_table_size=1 << 12, num_user_hashes=2, num_item_hashes=2,
-             num_author_hashes=2)
+             num_author_hashes=2, init_stddev=0.05)
   emb.update(overrides.pop("emb", {}))
   model = dict(
       emb=emb, num_layers=2, num_q_heads=2, num_kv_heads=2, key_size=32,
@@ -23,7 +23,7 @@ def _model(**overrides):
       history_len=200, user_mode="shared", window="last",
       loss="full", num_negatives=1024, negative_sampler="uniform", sampler_alpha=0.75,
       num_in_batch=256, log_q=True, init_temperature=0.05, learn_temperature=True,
-      loss_positions=0)
+      loss_positions=0, pooling="last")
   model.update(overrides)
   return model
 
@@ -70,22 +70,32 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     cfg.dataset = "ml-1m"
     cfg.author = "genre"
     cfg.ease_l2_grid = (200.0, 500.0, 2000.0)
-    # CPU budget (2 shared cores): the full softmax is computed at 64 random prefix
-    # positions per user (the transformer still runs over all 200); validation on a fixed
-    # 1,000-user subset every 2 epochs; the final test is on all users.
+    # CPU budget (2 cores shared with other jobs, ~1 s per step at best): max length 50
+    # (protocol B allows up to 200; the last 50 items of the input are used at test time)
+    # with a random 51-item training window per user and epoch, batch 64, full softmax at
+    # every prefix position; validation on a fixed 1,000-user subset every epoch; the
+    # final test is on all users. Read-out "last" (see RetrievalConfig.pooling): in a
+    # 150-step probe it reached val HR@10 0.072 against 0.047 for the release's mean.
+    cfg.batch_size = 64
     cfg.eval_users = 1000
-    cfg.eval_every_epochs = 2.0
-    cfg.optimizer.learning_rate = 2e-3
-    cfg.optimizer.warmup_steps = 50
-    cfg.model = config_dict.ConfigDict(_model(history_len=200, loss="full", loss_positions=64))
+    cfg.eval_every_epochs = 1.0
+    cfg.patience = 3
+    cfg.optimizer.learning_rate = 3e-3
+    cfg.optimizer.warmup_steps = 20
+    cfg.model = config_dict.ConfigDict(_model(history_len=50, loss="full", window="random"))
   elif name in ("beauty", "sports"):
     cfg.dataset = name
     cfg.author = "brand"
-    cfg.batch_size = 256
-    cfg.ease_l2_grid = (50.0, 200.0)
+    cfg.batch_size = 128
+    cfg.eval_users = 2000
+    cfg.eval_every_epochs = 1.0
+    cfg.patience = 3
+    cfg.ease_l2_grid = (50.0, 200.0) if name == "beauty" else (200.0,)
+    cfg.optimizer.learning_rate = 3e-3
+    cfg.optimizer.warmup_steps = 20
     cfg.model = config_dict.ConfigDict(_model(
-        history_len=50, loss="sampled", num_negatives=2048, negative_sampler="uniform",
-        num_in_batch=512))
+        history_len=50, loss="sampled", num_negatives=1024, negative_sampler="uniform",
+        num_in_batch=256))
   else:
     raise ValueError(f"unknown config {name!r}; known: quick, ml1m, beauty, sports")
   return cfg
