@@ -19,7 +19,7 @@ import numpy as np
 from phoenix.recsys_model import (PhoenixModelConfig, RecsysBatch, RecsysEmbeddings,
                                   create_example_batch)
 from phoenix.recsys_retrieval_model import (PhoenixRetrievalModelConfig, RetrievalOutput,
-                                            create_example_corpus, top_k_retrieval)
+                                            create_example_corpus)
 from recsys_core.train import load_params
 
 __all__ = [
