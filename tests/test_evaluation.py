@@ -123,3 +123,16 @@ def test_errors():
   no_targets = targets.select(np.zeros(len(targets), bool))
   with pytest.raises(ValueError, match="no user"):
     evaluation.evaluate_strong_generalization(TableScorer(table), inputs, no_targets)
+
+
+def test_evaluate_dispatches_on_protocol():
+  inputs, targets, _, _, table = _random_split(2)
+  a = evaluation.evaluate(TableScorer(table), "strong_generalization", inputs, targets, ks=(5,))
+  b = evaluation.evaluate_strong_generalization(TableScorer(table), inputs, targets, ks=(5,))
+  assert a == b
+  loo_targets = np.arange(inputs.num_users) % inputs.num_items
+  a = evaluation.evaluate(TableScorer(table), "leave_one_out", inputs, loo_targets)
+  assert set(a) == {"hr@5", "hr@10", "hr@20", "hr@50", "ndcg@5", "ndcg@10", "ndcg@20",
+                    "ndcg@50", "mrr", "num_users"}
+  with pytest.raises(ValueError, match="protocol"):
+    evaluation.evaluate(TableScorer(table), "sampled", inputs, targets)
