@@ -15,7 +15,7 @@ Shape glossary: U profiles, I items (corpus), N stored (profile, item) entries, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -191,16 +191,3 @@ def dense_batch(profiles: SparseProfiles, idx: np.ndarray,
     x_rating[r[keep], c[keep]] = v[keep]
   return {"x_rating": x_rating, "x_presence": x_presence, "presence": presence,
           "rating": rating, "rating_mask": mask}
-
-
-def batches(profiles: SparseProfiles, batch_size: int, dropout: Optional[InputDropout],
-            seed: int) -> Iterator[dict[str, np.ndarray]]:
-  """Endless stream of shuffled training batches (reshuffled every epoch by index)."""
-  rng = np.random.default_rng(seed)
-  n = profiles.num_profiles
-  if n == 0:
-    raise ValueError("no profiles to train on")
-  while True:
-    perm = rng.permutation(n)
-    for s in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-      yield dense_batch(profiles, perm[s:s + batch_size], dropout, rng)
