@@ -15,7 +15,7 @@ Typical binary (identical for 1 device, N devices on one host, N hosts)::
     parallel_flags.initialize_from_flags()        # before any other JAX call; no-op on 1 host
     mesh = parallel.make_mesh()                   # ('data', 'model') = (all devices, 1)
     state = parallel.shard_params(state, mesh, parallel.TABLE_ROW_RULES)  # or replicate()
-    for local_batch in my_host_rows_of_each_global_batch:
+    for local_batch in my_host_rows_of_each_global_batch:   # batch-wide leaves: replicated=
       state, metrics = update(state, parallel.shard_batch(local_batch, mesh))
     if parallel.is_primary():
       write_logs(parallel.fetch(metrics))
