@@ -96,6 +96,11 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     cfg.model = config_dict.ConfigDict(_model(
         history_len=50, loss="sampled", num_negatives=1024, negative_sampler="uniform",
         num_in_batch=256))
+    if name == "sports":
+      # 278 steps per epoch: check the budget (and validate) every ~0.35 epoch.
+      cfg.eval_every_epochs = 0.35
+      cfg.eval_users = 1000
+      cfg.max_train_seconds = 600.0
   else:
     raise ValueError(f"unknown config {name!r}; known: quick, ml1m, beauty, sports")
   return cfg
