@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any, Optional, Sequence
 
 import jax
@@ -92,11 +93,27 @@ class TrainedAE:
     """(items [n], normalised values [n], explicit [n], (mean, std)) of one user's profile.
 
     `stars` NaN = watched but unrated (filled with the user's mean, not ground truth).
+    Defined behaviour for awkward profiles: an index outside [0, num_items) raises
+    ValueError naming it; a repeated item keeps its last rating (warning); an empty
+    profile is allowed and gives the model's cold-start output (warning).
     """
-    items = np.asarray(items, np.int64)
-    stars = np.asarray(stars, np.float32)
+    items = np.asarray(items, np.int64).reshape(-1)
+    stars = np.asarray(stars, np.float32).reshape(-1)
     if len(items) != len(stars):
       raise ValueError(f"{len(items)} items but {len(stars)} ratings")
+    bad = items[(items < 0) | (items >= self.num_items)]
+    if len(bad):
+      raise ValueError(f"profile: item indices {bad[:10].tolist()} outside [0, "
+                       f"{self.num_items}) (map original ids with `item_ids` first)")
+    _, last = np.unique(items[::-1], return_index=True)
+    if len(last) < len(items):
+      warnings.warn(f"profile: {len(items) - len(last)} repeated items; the last rating of "
+                    "each is used", UserWarning, stacklevel=2)
+      keep = np.sort(len(items) - 1 - last)
+      items, stars = items[keep], stars[keep]
+    if len(items) == 0:
+      warnings.warn("profile: empty; recommendations are the model's cold-start output",
+                    UserWarning, stacklevel=2)
     users = np.zeros(len(items), np.int64)
     values, in_loss, stats = self.transform.transform(users, stars, 1)
     return items, values, ~np.isnan(stars), (float(stats.mean[0]), float(stats.std[0]))

@@ -21,6 +21,7 @@ from phoenix.grok import Linear, TransformerConfig
 from phoenix.recsys_model import HashConfig, RecsysBatch, RecsysEmbeddings, RecsysInputs
 
 EPS = 1e-12
+POOLINGS = ("mean", "last")
 
 
 def _l2_normalize(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -64,10 +65,16 @@ class PhoenixRetrievalModelConfig:
   hash_config: Optional[HashConfig] = None
   product_surface_vocab_size: int = 16
   normalize_before_projection: bool = True
+  # User read-out: "mean" = the release's masked mean over the [user | history] outputs;
+  # "last" = the output at the last valid position (SASRec-style; what training uses when
+  # RetrievalConfig.pooling="last", so serving must use the same).
+  pooling: str = "mean"
 
   def __post_init__(self):
     if self.hash_config is None:
       self.hash_config = HashConfig()
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
   def make(self) -> "PhoenixRetrievalModel":
     return PhoenixRetrievalModel(model=self.model.make(), config=self,
@@ -95,13 +102,20 @@ class PhoenixRetrievalModel(RecsysInputs):
   def build_user_representation(self, batch: RecsysBatch,
                                 recsys_embeddings: RecsysEmbeddings
                                 ) -> tuple[jax.Array, jax.Array]:
-    """(L2-normalised masked mean of the causal transformer's [user | history] outputs [B, D],
-    its norm before normalisation [B, 1])."""
+    """(L2-normalised user representation [B, D], its norm before normalisation [B, 1]).
+
+    pooling="mean": masked mean of the causal transformer's [user | history] outputs (the
+    release). pooling="last": the output at the last valid position (right-padded
+    histories; the user token when the history is empty).
+    """
     embeddings, mask = self.user_history_inputs(batch, recsys_embeddings)
     outputs = self.model(embeddings, mask, candidate_start_offset=None).embeddings
+    outputs = outputs.astype(jnp.float32)                                  # [B, 1+S, D]
+    if self.config.pooling == "last":
+      last = jnp.maximum(jnp.sum(mask.astype(jnp.int32), axis=1) - 1, 0)   # [B]
+      return _l2_normalize(jnp.take_along_axis(outputs, last[:, None, None], axis=1)[:, 0])
     weights = mask.astype(jnp.float32)[:, :, None]
-    mean = jnp.sum(outputs.astype(jnp.float32) * weights, axis=1) / jnp.maximum(
-        jnp.sum(weights, axis=1), 1.0)
+    mean = jnp.sum(outputs * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
     return _l2_normalize(mean)
 
   @hk.name_like("__call__")

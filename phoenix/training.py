@@ -198,14 +198,11 @@ class RetrievalConfig:
                              num_q_heads=self.num_q_heads, num_kv_heads=self.num_kv_heads,
                              num_layers=self.num_layers, widening_factor=self.widening_factor,
                              learnable_temperature=self.learnable_attention_temperature)
-    kwargs = dict(model=tcfg, emb_size=self.emb.emb_size, history_seq_len=self.history_len,
-                  candidate_seq_len=1, fprop_dtype=jnp.dtype(self.fprop_dtype),
-                  hash_config=self.emb.hash_config())
-    try:
-      return PhoenixRetrievalModelConfig(
-          normalize_before_projection=self.normalize_before_projection, **kwargs)
-    except TypeError:
-      return PhoenixRetrievalModelConfig(**kwargs)
+    return PhoenixRetrievalModelConfig(
+        model=tcfg, emb_size=self.emb.emb_size, history_seq_len=self.history_len,
+        candidate_seq_len=1, fprop_dtype=jnp.dtype(self.fprop_dtype),
+        hash_config=self.emb.hash_config(),
+        normalize_before_projection=self.normalize_before_projection, pooling=self.pooling)
 
   def batching_config(self) -> batching.BatchingConfig:
     return batching.BatchingConfig(history_len=self.history_len, user_mode=self.user_mode,
@@ -216,16 +213,17 @@ def _retrieval_model(cfg: RetrievalConfig):
   return cfg.model_config().make()
 
 
-def prefix_user_representations(model, batch, emb, pooling: str = "mean"
+def prefix_user_representations(model, batch, emb, pooling: Optional[str] = None
                                 ) -> tuple[jax.Array, jax.Array]:
   """User representation of every prefix of the history: [B, S, D] (L2-normalised), [B, S].
 
   pooling="mean": row s is `build_user_representation` of the batch truncated to history
   positions 0..s (right-padded histories; the user token is included in every prefix).
   pooling="last": row s is the L2-normalised transformer output at history position s (the
-  SASRec read-out; `last_position_user_representation` of the truncated batch).
-  Valid where the history position s holds an item.
+  SASRec read-out; `build_user_representation` with pooling="last" of the truncated batch).
+  Valid where the history position s holds an item. pooling=None: the model's own.
   """
+  pooling = pooling or model.config.pooling
   embeddings, mask = model.user_history_inputs(batch, emb)
   outputs = model.model(embeddings, mask, candidate_start_offset=None).embeddings
   if pooling == "mean":
@@ -238,16 +236,6 @@ def prefix_user_representations(model, batch, emb, pooling: str = "mean"
   return pooled[:, 1:], mask[:, 1:]
 
 
-def last_position_user_representation(model, batch, emb) -> jax.Array:
-  """[B, D]: the L2-normalised transformer output at the last valid [user | history] position
-  (right-padded histories). The alternative read-out to the release's masked mean."""
-  embeddings, mask = model.user_history_inputs(batch, emb)
-  outputs = model.model(embeddings, mask, candidate_start_offset=None).embeddings
-  last = jnp.maximum(jnp.sum(mask.astype(jnp.int32), axis=1) - 1, 0)
-  out = jnp.take_along_axis(outputs.astype(jnp.float32), last[:, None, None], axis=1)[:, 0]
-  return out / jnp.sqrt(jnp.maximum(jnp.sum(out * out, -1, keepdims=True), 1e-12))
-
-
 class RetrievalFns:
   """The haiku-transformed functions of a retrieval model (pure; params passed in)."""
 
@@ -257,15 +245,11 @@ class RetrievalFns:
 
     def prefix_users(batch):
       model = _retrieval_model(cfg)
-      return prefix_user_representations(model, batch, lookup_embeddings(batch, ecfg),
-                                         cfg.pooling)
+      return prefix_user_representations(model, batch, lookup_embeddings(batch, ecfg))
 
     def users(batch):
       model = _retrieval_model(cfg)
-      emb = lookup_embeddings(batch, ecfg)
-      if cfg.pooling == "last":
-        return last_position_user_representation(model, batch, emb)
-      return model.build_user_representation(batch, emb)[0]
+      return model.build_user_representation(batch, lookup_embeddings(batch, ecfg))[0]
 
     def candidates(batch):
       model = _retrieval_model(cfg)

@@ -111,6 +111,23 @@ def test_recommend_binary_and_unknown_id_errors(trained, tmp_path):
     recommend_anime.parse_profile(model, csv_path=str(bad_header))
 
 
+def test_awkward_profiles_have_defined_behaviour(trained):
+  root, _, _, _ = trained
+  model = TrainedAE.load(str(root / "work" / "model.npz"))
+  with pytest.raises(ValueError, match=r"item indices \[16, -1\] outside \[0, 16\)"):
+    model.recommend([0, 16, -1], [5.0, 5.0, 5.0])
+  # A repeated item keeps its last rating: same output as the profile without the first copy.
+  with pytest.warns(UserWarning, match="1 repeated items"):
+    dup = model.recommend([2, 0, 2], [1.0, 8.0, 9.0], explain=False)
+  want = model.recommend([0, 2], [8.0, 9.0], explain=False)
+  assert [(r.item, round(r.score, 5)) for r in dup] == [(r.item, round(r.score, 5))
+                                                        for r in want]
+  # Empty profile: the cold-start ranking, finite, every item eligible.
+  with pytest.warns(UserWarning, match="empty"):
+    cold = model.recommend([], [], explain=False)
+  assert len(cold) == 3 and all(np.isfinite(r.score) for r in cold)
+
+
 def test_scorer_protocol_fit_score_and_ratings():
   rng = np.random.default_rng(1)
   users = np.repeat(np.arange(12), 5).astype(np.int32)

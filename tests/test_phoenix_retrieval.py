@@ -1,10 +1,12 @@
 """Tests of the Phoenix retrieval model: normalised towers, exact top-k, corpus mask, gradients."""
+import dataclasses
 import functools
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from phoenix import grok
 from phoenix import recsys_model as rm
@@ -114,3 +116,26 @@ def test_every_parameter_gets_gradient_at_init():
   grads = _jit(jax.grad(loss))(params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert float(jnp.abs(g).max()) > 0, jax.tree_util.keystr(path)
+
+
+def test_last_pooling_reads_the_last_valid_position_and_bad_pooling_is_rejected():
+  params, _, batch, emb = _model()
+  # Same parameters, read-out "last": with a history truncated after position 2 the user
+  # representation must not depend on anything after it (causal + last valid position).
+
+  def last_user(b, e):
+    cfg = dataclasses.replace(_config(), pooling="last")
+    return cfg.make().build_user_representation(b, e)[0]
+
+  f = _jit(hk.without_apply_rng(hk.transform(last_user)).apply)
+  keep = np.arange(S) <= 2
+  cut = batch._replace(
+      history_post_hashes=np.where(keep[None, :, None], batch.history_post_hashes, 0))
+  changed = cut._replace(history_actions=np.where(keep[None, :, None], batch.history_actions,
+                                                  1 - batch.history_actions))
+  np.testing.assert_allclose(f(params, cut, emb), f(params, changed, emb), rtol=1e-5,
+                             atol=1e-6)
+  mean = _model()[1](params, cut, emb)[0][0]
+  assert not np.allclose(f(params, cut, emb), mean, atol=1e-3)
+  with pytest.raises(ValueError, match="pooling must be one of"):
+    dataclasses.replace(_config(), pooling="max")

@@ -1,0 +1,202 @@
+"""Request-level inference for trained Phoenix models: raw item ids in, ranked items out.
+
+The models and batching work on dense item indices and fixed-length, padded arrays; a
+serving request holds whatever a caller sends. This module defines what happens to the
+awkward cases (BUILD_NOTES.md, "Reliability guarantees"):
+
+  * history longer than the model's `history_len`: the most recent `history_len` items are
+    kept (the order is oldest first) and a `PhoenixInputWarning` says how many were dropped;
+  * unknown item ids (not in the training vocabulary): `on_unknown="drop"` (default) drops
+    them with a warning naming them; `on_unknown="raise"` raises `UnknownItemError`. A
+    history whose ids are all unknown is therefore empty;
+  * empty history: allowed. The user tower then sees only the user token (the cold-start
+    representation), so every empty-history request gets the same ranking. Logged as a
+    warning, since it is usually a caller bug;
+  * duplicate candidates (ranking): each distinct candidate is scored once (candidate
+    isolation makes a candidate's score independent of the others anyway), `score` returns
+    a row for every input position (equal rows for duplicates) and `rank` lists each
+    distinct candidate once, with a warning;
+  * empty candidate list, or no known candidate: `ValueError`.
+
+Shape glossary: S history length after truncation, C candidates, A action heads, K top-k.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+
+from phoenix import batching
+from phoenix import training
+
+
+class PhoenixInputWarning(UserWarning):
+  """A request was repaired (truncated, de-duplicated, unknown ids dropped, empty)."""
+
+
+class UnknownItemError(KeyError):
+  """An item id that the model was not trained on (on_unknown="raise")."""
+
+  def __str__(self):
+    return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemVocabulary:
+  """Original item ids <-> dense indices 0..I-1 (the order of the training data).
+
+  Attributes:
+    item_ids: [I] the original id of each dense index (e.g. `Interactions.item_ids`).
+  """
+  item_ids: np.ndarray
+
+  def __post_init__(self):
+    ids = np.asarray(self.item_ids)
+    if len(np.unique(ids)) != len(ids):
+      raise ValueError("ItemVocabulary: item_ids contain duplicates")
+    object.__setattr__(self, "_index", {v: i for i, v in enumerate(ids.tolist())})
+
+  def __len__(self) -> int:
+    return len(self.item_ids)
+
+  def lookup(self, ids: Sequence) -> np.ndarray:
+    """[n] dense index of each id, -1 where unknown."""
+    return np.array([self._index.get(v, -1) for v in np.asarray(ids).tolist()], np.int64)
+
+  def encode(self, ids: Sequence, field: str, on_unknown: str = "drop"
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(dense indices [n'] of the known ids, keep mask [n] over the input).
+
+    Unknown ids are dropped with a `PhoenixInputWarning` or raise `UnknownItemError`
+    (on_unknown="raise"); `field` names the request field in the message.
+    """
+    if on_unknown not in ("drop", "raise"):
+      raise ValueError(f"on_unknown must be 'drop' or 'raise', got {on_unknown!r}")
+    dense = self.lookup(ids)
+    keep = dense >= 0
+    if not keep.all():
+      unknown = np.asarray(ids)[~keep].tolist()
+      msg = (f"{field}: {len(unknown)} of {len(ids)} item ids are not in the model's "
+             f"vocabulary of {len(self)} items: {unknown[:10]}"
+             f"{' ...' if len(unknown) > 10 else ''}")
+      if on_unknown == "raise":
+        raise UnknownItemError(msg)
+      warnings.warn(msg + " (dropped)", PhoenixInputWarning, stacklevel=3)
+    return dense[keep].astype(np.int32), keep
+
+
+def prepare_history(vocab: ItemVocabulary, history: Sequence, history_len: int,
+                    ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
+                    ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  """A request history (oldest first) -> (dense items [S], ratings [S] or None), S <=
+  history_len: unknown ids handled per `on_unknown`, then the most recent `history_len`
+  kept. Warns on truncation and on an empty result."""
+  if ratings is not None and len(ratings) != len(history):
+    raise ValueError(f"history: {len(history)} items but {len(ratings)} ratings")
+  items, keep = vocab.encode(history, "history", on_unknown)
+  rats = None if ratings is None else np.asarray(ratings, np.float32)[keep]
+  if len(items) > history_len:
+    warnings.warn(f"history: {len(items)} items is longer than the model's history_len "
+                  f"{history_len}; the oldest {len(items) - history_len} were dropped",
+                  PhoenixInputWarning, stacklevel=2)
+    items = items[-history_len:]
+    rats = None if rats is None else rats[-history_len:]
+  if len(items) == 0:
+    warnings.warn("history: empty (after dropping unknown ids); using the cold-start user "
+                  "representation", PhoenixInputWarning, stacklevel=2)
+  return items, rats
+
+
+def _one_user(items: np.ndarray, ratings: Optional[np.ndarray], num_items: int
+              ) -> batching.SequenceData:
+  return batching.SequenceData([items], None if ratings is None else [ratings],
+                               np.ones(1, np.int64), num_items)
+
+
+class PhoenixRetriever:
+  """Top-k recommendations from a trained retrieval model (`RetrievalTask` + params)."""
+
+  def __init__(self, task: training.RetrievalTask, params, vocab: ItemVocabulary):
+    if len(vocab) != task.num_items:
+      raise ValueError(f"vocabulary has {len(vocab)} items, the model {task.num_items}")
+    self.task, self.vocab = task, vocab
+    self.scorer = task.scorer(params, batch_size=1)
+
+  def recommend(self, history: Sequence, k: int = 10,
+                ratings: Optional[Sequence[float]] = None, exclude_seen: bool = True,
+                on_unknown: str = "drop") -> tuple[np.ndarray, np.ndarray]:
+    """(original item ids [K], scores [K] descending); seen items excluded by default.
+
+    Exclusion uses the whole request history, not only the kept `history_len` items.
+    """
+    items, rats = prepare_history(self.vocab, history, self.task.cfg.history_len, ratings,
+                                  on_unknown)
+    user = self.scorer.user_representations(_one_user(items, rats, self.task.num_items))
+    scores = (user @ self.scorer.corpus.T)[0]                              # [I]
+    if exclude_seen:
+      seen = self.vocab.lookup(history)
+      scores = scores.copy()
+      scores[seen[seen >= 0]] = -np.inf
+    k = min(k, int(np.isfinite(scores).sum()))
+    top = np.argsort(-scores, kind="stable")[:k]
+    return np.asarray(self.vocab.item_ids)[top], scores[top]
+
+
+class PhoenixRanker:
+  """Scores and ranks a candidate list with a trained ranking model (`RankingTask` + params)."""
+
+  def __init__(self, task: training.RankingTask, params, vocab: ItemVocabulary,
+               action_weights: Optional[Mapping[str, float]] = None):
+    if len(vocab) != task.num_items:
+      raise ValueError(f"vocabulary has {len(vocab)} items, the model {task.num_items}")
+    self.task, self.params, self.vocab = task, params, vocab
+    self.weights = (task.weights if action_weights is None
+                    else training.RankingConfig(
+                        score_weights=tuple(action_weights.items())).weight_vector())
+    self._logits = jax.jit(task.logits)
+
+  def score(self, history: Sequence, candidates: Sequence,
+            ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(kept candidate ids [C'], probabilities [C', A]) in input order; duplicates kept
+    (scored once, equal rows); unknown candidates handled per `on_unknown`."""
+    if len(candidates) == 0:
+      raise ValueError("candidates: empty list")
+    items, rats = prepare_history(self.vocab, history, self.task.cfg.history_len, ratings,
+                                  on_unknown)
+    cand, keep = self.vocab.encode(candidates, "candidates", on_unknown)
+    if len(cand) == 0:
+      raise ValueError("candidates: none of the ids is in the model's vocabulary")
+    unique, inverse = np.unique(cand, return_inverse=True)
+    bcfg = self.task.bcfg
+    h_items, h_actions, h_surface = batching.history_block(
+        [items], None if rats is None else [rats], bcfg)
+    # Pad to a power of two (>= 8) so that serving compiles once per size class.
+    width = max(8, 1 << int(np.ceil(np.log2(len(unique)))))
+    c_items = np.full((1, width), -1, np.int32)                            # [1, C_pad]
+    c_items[0, :len(unique)] = unique
+    ids = batching.IdBatch(batching.user_id_array(np.ones(1, np.int64), bcfg), h_items,
+                           h_actions, h_surface, c_items,
+                           np.where(c_items >= 0, bcfg.product_surface, 0).astype(np.int32))
+    logits = np.asarray(self._logits(self.params["phoenix"], self.task.featurizer(ids)),
+                        np.float32)[0, :len(unique)]                       # [C_unique, A]
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    kept_ids = np.asarray(candidates)[keep]
+    return kept_ids, probs[inverse.reshape(-1)]
+
+  def rank(self, history: Sequence, candidates: Sequence,
+           ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct candidate ids [C''] by descending weighted score, scores [C''])."""
+    ids, probs = self.score(history, candidates, ratings, on_unknown)
+    _, first = np.unique(ids, return_index=True)
+    if len(first) < len(ids):
+      warnings.warn(f"candidates: {len(ids) - len(first)} duplicates; each distinct "
+                    "candidate is ranked once", PhoenixInputWarning, stacklevel=2)
+    first = np.sort(first)
+    scores = probs[first] @ self.weights                                   # [C'']
+    order = np.argsort(-scores, kind="stable")
+    return ids[first][order], scores[order]
