@@ -82,6 +82,16 @@ class TrainConfig:
   log_every: int = 100
   eval_every: int = 0          # 0 = validate only at the end
   checkpoint_every: int = 0    # 0 = only the final checkpoint
+  # "sparse": the host sends each batch's profile entries (padded to a fixed capacity) and
+  # the [B, I] arrays are scattered inside the jitted step (13x fewer bytes per batch at the
+  # full config; experiments/results/bench_input_pipeline_cpu.json). "dense": the host
+  # builds the [B, I] arrays in numpy. Both give bit-identical batches.
+  input_pipeline: str = "sparse"
+
+  def __post_init__(self):
+    if self.input_pipeline not in ("sparse", "dense"):
+      raise ValueError(f"train.input_pipeline must be 'sparse' or 'dense', "
+                       f"got {self.input_pipeline!r}")
 
   def make(self) -> OptimizerConfig:
     return OptimizerConfig(name="adamw" if self.weight_decay else "adam",

@@ -7,24 +7,21 @@ The step is `recsys_core.train.make_update_fn` on `anime_ae.training.make_loss_f
 sizes of experiments/configs/anime_ae.py:full, trained on the embedded anime profiles (those
 with >= min_ratings ratings). Variants, each timed for `steps` consecutive steps per round
 (interleaved rounds, median seconds per step over rounds):
-  resident       batches already on the device (`steps` real batches device_put beforehand,
-                 cycled): no host work at all, the reference
-  host           what `recsys_core.train.fit` does: batch_fn(t) (anime_ae.training.ProfileBatches:
-                 sparse -> dense [B, I] scatter with input dropout, in numpy) then the step;
-                 JAX's asynchronous dispatch already lets batch t+1 be built during step t
-  prefetch       the same batches built and device_put in a background thread
-                 (recsys_core.prefetch, depth `prefetch_depth`)
-  sparse_device  the host sends only the profiles' (row, item, value, in_loss, kept) entries,
-                 padded to a fixed capacity; the dense [B, I] arrays are scattered inside the
-                 jitted step (`densify`), prefetched as above. Same batches, bit for bit.
+  resident         dense batches already on the device (`steps` real batches device_put
+                   beforehand): no host work at all, the reference
+  sparse           the default path of `anime_ae.training.train` (train.input_pipeline=
+                   "sparse"): `SparseProfileBatches(t)` sends only the batch's (row, item,
+                   value, in_loss, kept) entries, padded to a fixed capacity, and `densify`
+                   scatters the [B, I] arrays inside the jitted step
+  sparse_prefetch  the same, batches built and device_put in a background thread
+                   (recsys_core.prefetch, depth `prefetch_depth`)
+  host             train.input_pipeline="dense": `ProfileBatches(t)` builds the [B, I] arrays
+                   in numpy, then the step (JAX's asynchronous dispatch overlaps the two)
+  prefetch         the dense batches built and device_put in a background thread
+All variants see the same batches, bit for bit (checked before timing).
 ratio = seconds per step of a variant / seconds per step of `resident` (target <= 1.1);
-`ratio` in the metrics is the best real-data variant's. `host_batch_seconds` is batch_fn alone.
-
-Recorded (experiments/results/bench_input_pipeline_cpu.json, 2-core CPU under heavy shared
-load, 3 rounds of 3 steps): batch_fn takes ~0.14 s against a ~7.6 s step (2%), so the host
-pipeline cannot cost much here; the per-round spread of the resident step itself (7-12 s) is
-larger than any pipeline effect, so the ratios (host 1.30, prefetch 1.18, sparse_device 0.92)
-are within noise of 1. The sparse batch moves 2.8 MB instead of 37.8 MB of dense arrays.
+`ratio` in the metrics is the default path's (`sparse`). `host_batch_seconds` is the dense
+batch_fn alone. The measured figures are in experiments/results/bench_input_pipeline_cpu.json.
 
 Shape glossary: B batch, I items, C entry capacity of a sparse batch (>= any batch's entries).
 """
@@ -61,54 +58,6 @@ def define_flags() -> None:
   flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
 
 
-class SparseBatches:
-  """batch_fn(step) -> the entries of ProfileBatches(step), padded to capacity C.
-
-  Returns rows [C] int32 (B where padding), items [C] int32, values [C] float32,
-  in_loss [C] float32, kept [C] float32 (1 where the entry survives input dropout).
-  """
-
-  def __init__(self, dense: training.ProfileBatches):
-    self.dense = dense
-    p = dense.profiles
-    lens = np.sort(p.lengths())[::-1]
-    self.capacity = int(lens[:dense.batch_size].sum())   # no batch holds more entries
-
-  def __call__(self, step: int) -> dict[str, np.ndarray]:
-    d, p = self.dense, self.dense.profiles
-    idx = d.batcher.indices(step)
-    rng = np.random.default_rng([d.seed, 1, int(step)])   # as ProfileBatches/dense_batch
-    lens = p.lengths()[idx]
-    total = int(lens.sum())
-    rows = np.repeat(p.offsets[idx] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-    rows = rows + np.arange(total)
-    keep = d.dropout.keep_mask(rng, lens)
-    c = self.capacity
-    out = {"rows": np.full(c, len(idx), np.int32), "items": np.zeros(c, np.int32),
-           "values": np.zeros(c, np.float32), "in_loss": np.zeros(c, np.float32),
-           "kept": np.zeros(c, np.float32)}
-    out["rows"][:total] = np.repeat(np.arange(len(idx), dtype=np.int32), lens)
-    out["items"][:total] = p.items[rows]
-    out["values"][:total] = p.values[rows]
-    out["in_loss"][:total] = p.in_loss[rows]
-    out["kept"][:total] = keep
-    return out
-
-
-def densify(sparse: dict, batch: int, num_items: int) -> dict[str, jax.Array]:
-  """SparseBatches entries -> the dense batch of anime_ae.profiles.dense_batch ([B, I] each)."""
-  r, c = sparse["rows"], sparse["items"]
-
-  def scatter(v):
-    return jnp.zeros((batch, num_items), jnp.float32).at[r, c].set(v, mode="drop")
-
-  kept = sparse["kept"]
-  ones = jnp.ones_like(sparse["values"])
-  return {"x_rating": scatter(sparse["values"] * kept), "x_presence": scatter(kept),
-          "presence": scatter(ones), "rating": scatter(sparse["values"]),
-          "rating_mask": scatter(sparse["in_loss"])}
-
-
 def anime_profiles(min_ratings: int, ae) -> SparseProfiles:
   """The embedded anime profiles with >= min_ratings ratings (as anime_ae.pipeline builds)."""
   x = load_anime().interactions
@@ -133,19 +82,18 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print,
   num_items = profiles.num_items
   batch_fn = training.ProfileBatches(profiles, ae)
   b = batch_fn.batch_size
-  sparse_fn = SparseBatches(batch_fn)
+  sparse_fn = training.SparseProfileBatches(profiles, ae)
   transformed = ae.model.make(num_items)
   optimizer = make_optimizer(ae.train.make())
   params = training.init_params(transformed, num_items, ae.train.seed)
   state0 = init_train_state(params, optimizer, jax.random.PRNGKey(1))
-  loss_fn = training.make_loss_fn(transformed, ae)
-  update = make_update_fn(loss_fn, optimizer)
-  sparse_update = make_update_fn(
-      lambda p, rng, s: loss_fn(p, rng, densify(s, b, num_items)), optimizer)
+  update = make_update_fn(training.make_loss_fn(transformed, ae), optimizer)
+  sparse_update = make_update_fn(training.make_loss_fn(transformed, ae, (b, num_items)),
+                                 optimizer)
 
   # Consistency: the device scatter rebuilds batch_fn's dense batch exactly.
   ref = batch_fn(0)
-  got = jax.jit(lambda s: densify(s, b, num_items))(sparse_fn(0))
+  got = jax.jit(lambda s: training.densify(s, b, num_items))(sparse_fn(0))
   for key, v in ref.items():
     np.testing.assert_array_equal(np.asarray(got[key]), v, err_msg=key)
 
@@ -156,7 +104,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print,
   def step_range() -> Iterator[int]:
     return iter([next(counter) for _ in range(steps)])
 
-  states = {k: state0 for k in ("resident", "host", "prefetch", "sparse_device")}
+  states = {k: state0 for k in ("resident", "host", "prefetch", "sparse", "sparse_prefetch")}
 
   def run_resident() -> None:
     s = states["resident"]
@@ -178,15 +126,21 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print,
     states["prefetch"] = s
 
   def run_sparse() -> None:
-    s = states["sparse_device"]
+    s = states["sparse"]
+    for t in step_range():
+      s, _ = sparse_update(s, sparse_fn(t))
+    states["sparse"] = s
+
+  def run_sparse_prefetch() -> None:
+    s = states["sparse_prefetch"]
     with prefetch_to_device((sparse_fn(t) for t in step_range()),
                             int(cfg.prefetch_depth)) as it:
       for batch in it:
         s, _ = sparse_update(s, batch)
-    states["sparse_device"] = s
+    states["sparse_prefetch"] = s
 
   runs = {"resident": run_resident, "host": run_host, "prefetch": run_prefetch,
-          "sparse_device": run_sparse}
+          "sparse": run_sparse, "sparse_prefetch": run_sparse_prefetch}
 
   def timed(name: str) -> float:
     t0 = time.perf_counter()
@@ -210,11 +164,13 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print,
   med = {k: float(np.median(v)) for k, v in per_round.items()}
   ratios = {k: med[k] / med["resident"] for k in runs if k != "resident"}
   best = min(ratios, key=ratios.get)
+  default = "sparse" if ae.train.input_pipeline == "sparse" else "host"
   dense_bytes = 5 * b * num_items * 4
   sparse_bytes = sum(v.nbytes for v in sparse_fn(0).values())
   return {"batch_size": b, "num_items": num_items, "num_profiles": profiles.num_profiles,
           "steps_per_round": steps, "seconds_per_step": med, "seconds_per_round": per_round,
-          "ratio_to_resident": ratios, "ratio": ratios[best], "best_variant": best,
+          "ratio_to_resident": ratios, "ratio": ratios[default], "default_variant": default,
+          "best_variant": best,
           "host_batch_seconds": float(np.median(host_build)),
           "dense_batch_bytes": dense_bytes, "sparse_batch_bytes": int(sparse_bytes),
           "sparse_capacity": sparse_fn.capacity}

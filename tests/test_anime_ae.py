@@ -288,6 +288,28 @@ def test_train_config_is_adam_with_reduce_on_plateau():
   assert float(optax.tree_utils.tree_get(state, "scale")) < 1.0
 
 
+def test_sparse_and_dense_input_pipelines_train_identically():
+  from anime_ae.config import TrainConfig
+  from anime_ae.training import train
+  rng = np.random.default_rng(0)
+  users = np.repeat(np.arange(20), 6).astype(np.int32)
+  items = np.concatenate([rng.choice(I, 6, replace=False) for _ in range(20)]).astype(np.int32)
+  x = Interactions(users, items, rng.integers(1, 11, len(users)).astype(np.float32), None,
+                   np.arange(20), np.arange(I), "toy")
+  base = AEConfig(model=ModelConfig(hidden_dim=16, bottleneck_dim=8),
+                  train=TrainConfig(steps=6, batch_size=8, log_every=3))
+  profiles = build_profiles(x, base.ratings.make(x.ratings))
+  runs = {}
+  for mode in ("sparse", "dense"):
+    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, input_pipeline=mode))
+    runs[mode] = train(profiles, cfg)
+  losses_of = lambda r: [h["loss"] for h in r.history if h["event"] == "train"]
+  assert losses_of(runs["sparse"]) == losses_of(runs["dense"])
+  jax.tree.map(np.testing.assert_array_equal, runs["sparse"].params, runs["dense"].params)
+  with pytest.raises(ValueError, match="input_pipeline"):
+    TrainConfig(input_pipeline="csv")
+
+
 # --- recommendation -------------------------------------------------------------------
 
 
