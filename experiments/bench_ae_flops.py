@@ -49,13 +49,12 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
 from anime_ae import training
 from anime_ae.config import AEConfig
+from experiments import common
 from experiments.configs import anime_ae as anime_ae_configs
-from recsys_core import results
 from recsys_core.train import init_train_state, make_optimizer, make_update_fn
 
 FLAGS = flags.FLAGS
@@ -63,10 +62,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The binary's flags (defined only when run as a binary, so tests can import the module)."""
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
-  flags.DEFINE_string("name", "bench_ae_flops_cpu", "Result file name.")
-  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
+  common.define_bench_flags("bench_ae_flops_cpu")
 
 
 def layer_shapes(num_items: int, hidden: int, bottleneck: int,
@@ -255,13 +251,8 @@ def main(argv):
   for k, v in res["variants"].items():
     metrics[f"{k}/fraction_of_peak"] = v["fraction_of_peak"]
     metrics[f"{k}/step_seconds"] = v["step_seconds"]
-  path = results.write_result(
-      name=FLAGS.name, dataset="synthetic", protocol="speed", model="anime_ae",
-      config=cfg.ae_flops.to_dict(), metrics=metrics, seeds=[cfg.ae_flops.seed],
-      wall_seconds=time.perf_counter() - start, results_dir=FLAGS.results_dir,
-      extra={"figures": res})
-  print({k: round(v, 4) for k, v in metrics.items()})
-  print("wrote", path)
+  common.write_bench_result(cfg.ae_flops, dataset="synthetic", model="anime_ae",
+                            metrics=metrics, figures=res, start=start)
 
 
 if __name__ == "__main__":

@@ -36,13 +36,12 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
 from anime_ae import training
 from anime_ae.profiles import SparseProfiles, build_profiles, filter_profiles
+from experiments import common
 from experiments.bench_ae_flops import ae_config  # pylint: disable=unused-import
-from recsys_core import results
 from recsys_core.data import load_anime
 from recsys_core.prefetch import prefetch_to_device
 from recsys_core.train import init_train_state, make_optimizer, make_update_fn
@@ -52,10 +51,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The binary's flags (defined only when run as a binary, so tests can import the module)."""
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
-  flags.DEFINE_string("name", "bench_input_pipeline_cpu", "Result file name.")
-  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
+  common.define_bench_flags("bench_input_pipeline_cpu")
 
 
 def anime_profiles(min_ratings: int, ae) -> SparseProfiles:
@@ -186,14 +182,8 @@ def main(argv):
     metrics[f"ratio/{k}"] = v
   for k, v in res["seconds_per_step"].items():
     metrics[f"seconds_per_step/{k}"] = v
-  path = results.write_result(
-      name=FLAGS.name, dataset="anime", protocol="speed", model="anime_ae",
-      config=cfg.input_pipeline.to_dict(), metrics=metrics, seeds=[cfg.input_pipeline.seed],
-      wall_seconds=time.perf_counter() - start, results_dir=FLAGS.results_dir,
-      extra={"figures": res})
-  for k, v in metrics.items():
-    print(f"{k}: {v:.4g}")
-  print("wrote", path)
+  common.write_bench_result(cfg.input_pipeline, dataset="anime", model="anime_ae",
+                            metrics=metrics, figures=res, start=start)
 
 
 if __name__ == "__main__":

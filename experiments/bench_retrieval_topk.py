@@ -48,21 +48,17 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
+from experiments import common
 from phoenix.recsys_retrieval_model import top_k_retrieval
-from recsys_core import results
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
   """The binary's flags (defined only when run as a binary, so tests can import the module)."""
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
-  flags.DEFINE_string("name", "bench_retrieval_topk_cpu", "Result file name.")
-  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
+  common.define_bench_flags("bench_retrieval_topk_cpu")
 
 
 def unit_vectors(key: jax.Array, n: int, d: int, dtype) -> jax.Array:
@@ -214,14 +210,8 @@ def main(argv):
       metrics[f"{dt}/{m}/bytes_per_s"] = r["bytes_per_s"][m]
     metrics[f"{dt}/approx/recall@{res['top_k']}"] = r["recall_approx"]
     metrics[f"{dt}/blocked/recall@{res['top_k']}"] = r["recall_blocked"]
-  path = results.write_result(
-      name=FLAGS.name, dataset="synthetic", protocol="speed", model="retrieval_topk",
-      config=cfg.retrieval.to_dict(), metrics=metrics, seeds=[cfg.retrieval.seed],
-      wall_seconds=time.perf_counter() - start, results_dir=FLAGS.results_dir,
-      extra={"figures": res})
-  for k, v in metrics.items():
-    print(f"{k}: {v:.4g}")
-  print("wrote", path)
+  common.write_bench_result(cfg.retrieval, dataset="synthetic", model="retrieval_topk",
+                            metrics=metrics, figures=res, start=start)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 import numpy as np
 
+from experiments import common
 from phoenix import batching
 from phoenix import training
 from recsys_core import results
@@ -42,15 +42,7 @@ from recsys_core import train as train_lib
 from recsys_core.data import load_dataset
 from recsys_core.data.types import Interactions
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiments/configs/phoenix_ranking.py:<quick|anime|mlsmall>")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (default "
-                                "$RECSYS_DATA_DIR; anime: the embedded copy).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and metrics.jsonl (resumable). "
-                               "Default /tmp/phoenix_ranking_<tag>.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Result folder (default "
-                                   "experiments/results).")
-_NO_RESULT = flags.DEFINE_bool("no_result", False, "Do not write a result file.")
+FLAGS = flags.FLAGS
 
 
 def synthetic_rated(num_users: int = 150, num_items: int = 60, length: int = 30,
@@ -221,9 +213,10 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None, results_dir: Optional
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
-  workdir = _WORKDIR.value or f"/tmp/phoenix_ranking_{cfg.tag}"
-  record = run(cfg, workdir, _DATA_DIR.value, _RESULTS_DIR.value, write=not _NO_RESULT.value)
+  cfg = FLAGS.config
+  workdir = FLAGS.workdir or f"/tmp/phoenix_ranking_{cfg.tag}"
+  record = run(cfg, workdir, FLAGS.data_dir, FLAGS.results_dir,
+               write=not FLAGS.no_result)
   for name, v in record["models"].items():
     shown = {k: round(val, 4) for k, val in v["test"].items()
              if k.startswith(("auc/", "rce/")) or k == "ndcg"}
@@ -231,5 +224,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
+  common.define_train_flags("experiments/configs/phoenix_ranking.py:<quick|anime|mlsmall>",
+                             "; anime: the embedded copy")
   app.run(main)

@@ -27,9 +27,9 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 import numpy as np
 
+from experiments import common
 from phoenix import batching
 from phoenix import training
 from recsys_core import baselines
@@ -39,15 +39,7 @@ from recsys_core import splits
 from recsys_core import train as train_lib
 from recsys_core.data import load_dataset
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiments/configs/phoenix_retrieval.py:<quick|ml1m|beauty|sports>")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (default "
-                                "$RECSYS_DATA_DIR).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and metrics.jsonl (resumable). "
-                               "Default /tmp/phoenix_retrieval_<tag>.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Result folder (default "
-                                   "experiments/results).")
-_NO_RESULT = flags.DEFINE_bool("no_result", False, "Do not write a result file.")
+FLAGS = flags.FLAGS
 
 
 def _model_config(cfg) -> training.RetrievalConfig:
@@ -225,9 +217,10 @@ def run_baselines(split, ks, grid, selection_metric) -> dict[str, Any]:
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
-  workdir = _WORKDIR.value or f"/tmp/phoenix_retrieval_{cfg.tag}"
-  record = run(cfg, workdir, _DATA_DIR.value, _RESULTS_DIR.value, write=not _NO_RESULT.value)
+  cfg = FLAGS.config
+  workdir = FLAGS.workdir or f"/tmp/phoenix_retrieval_{cfg.tag}"
+  record = run(cfg, workdir, FLAGS.data_dir, FLAGS.results_dir,
+               write=not FLAGS.no_result)
   summary = {k: round(v, 4) for k, v in record["test"].items() if k != "num_users"}
   print(json.dumps({"phoenix_test": summary, "epochs": round(record["epochs"], 2),
                     "stopped": record["stopped"]}))
@@ -237,5 +230,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
+  common.define_train_flags(
+      "experiments/configs/phoenix_retrieval.py:<quick|ml1m|beauty|sports>")
   app.run(main)

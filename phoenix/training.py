@@ -162,9 +162,11 @@ def item_popularity(data: batching.SequenceData, ends: Optional[np.ndarray] = No
 # Retrieval.
 
 @dataclasses.dataclass(frozen=True)
-class RetrievalConfig:
-  """Everything that defines a retrieval model and its training (flat, JSON-friendly)."""
-  # Model.
+class TransformerFields:
+  """The model fields shared by RetrievalConfig and RankingConfig (flat, JSON-friendly).
+
+  num_layers=0 is the no-transformer ablation (reduce blocks only).
+  """
   emb: EmbeddingConfig = EmbeddingConfig()
   num_layers: int = 2
   num_q_heads: int = 2
@@ -174,6 +176,18 @@ class RetrievalConfig:
   learnable_attention_temperature: bool = False
   normalize_before_projection: bool = True
   fprop_dtype: str = "float32"
+
+  def transformer_config(self) -> TransformerConfig:
+    return TransformerConfig(emb_size=self.emb.emb_size, key_size=self.key_size,
+                             num_q_heads=self.num_q_heads, num_kv_heads=self.num_kv_heads,
+                             num_layers=self.num_layers, widening_factor=self.widening_factor,
+                             learnable_temperature=self.learnable_attention_temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalConfig(TransformerFields):
+  """Everything that defines a retrieval model and its training: the TransformerFields, then
+  data, loss and read-out fields."""
   # Data.
   history_len: int = 200
   user_mode: str = "shared"
@@ -194,12 +208,8 @@ class RetrievalConfig:
 
   def model_config(self):
     from phoenix.recsys_retrieval_model import PhoenixRetrievalModelConfig  # pylint: disable=g-import-not-at-top
-    tcfg = TransformerConfig(emb_size=self.emb.emb_size, key_size=self.key_size,
-                             num_q_heads=self.num_q_heads, num_kv_heads=self.num_kv_heads,
-                             num_layers=self.num_layers, widening_factor=self.widening_factor,
-                             learnable_temperature=self.learnable_attention_temperature)
     return PhoenixRetrievalModelConfig(
-        model=tcfg, emb_size=self.emb.emb_size, history_seq_len=self.history_len,
+        model=self.transformer_config(), emb_size=self.emb.emb_size, history_seq_len=self.history_len,
         candidate_seq_len=1, fprop_dtype=jnp.dtype(self.fprop_dtype),
         hash_config=self.emb.hash_config(),
         normalize_before_projection=self.normalize_before_projection, pooling=self.pooling)
@@ -464,17 +474,8 @@ DEFAULT_SCORE_WEIGHTS = {"favorite": 1.0, "click": 0.5, "not_interested": -1.0}
 
 
 @dataclasses.dataclass(frozen=True)
-class RankingConfig:
-  """A ranking model, its data rules and training (flat, JSON-friendly)."""
-  emb: EmbeddingConfig = EmbeddingConfig()
-  num_layers: int = 2                   # 0 = the no-transformer ablation (reduce blocks only)
-  num_q_heads: int = 2
-  num_kv_heads: int = 2
-  key_size: int = 32
-  widening_factor: float = 4.0
-  learnable_attention_temperature: bool = False
-  normalize_before_projection: bool = True
-  fprop_dtype: str = "float32"
+class RankingConfig(TransformerFields):
+  """A ranking model (the TransformerFields), its data rules and training."""
   history_len: int = 64
   user_mode: str = "id"
   high_threshold: Optional[float] = 4.0
@@ -492,11 +493,7 @@ class RankingConfig:
                                    user_mode=self.user_mode, pad_side="left")
 
   def model_config(self) -> PhoenixModelConfig:
-    tcfg = TransformerConfig(emb_size=self.emb.emb_size, key_size=self.key_size,
-                             num_q_heads=self.num_q_heads, num_kv_heads=self.num_kv_heads,
-                             num_layers=self.num_layers, widening_factor=self.widening_factor,
-                             learnable_temperature=self.learnable_attention_temperature)
-    return PhoenixModelConfig(model=tcfg, emb_size=self.emb.emb_size,
+    return PhoenixModelConfig(model=self.transformer_config(), emb_size=self.emb.emb_size,
                               num_actions=batching.NUM_ACTIONS,
                               history_seq_len=self.history_len,
                               candidate_seq_len=self.num_positives + self.num_negatives,

@@ -1,0 +1,53 @@
+"""Flag sets and result writing shared by the experiment binaries (not part of the library).
+
+Benchmarks (`bench_ae_flops`, `bench_input_pipeline`, `bench_retrieval_topk`) take a config
+section of experiments/configs/bench_speed.py, a result name and a result folder, and write
+one JSON result with the figures under `extra.figures`. The Phoenix trainers take a config,
+a data folder, a resumable work folder and a result folder.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from absl import flags
+from ml_collections import config_flags
+
+from recsys_core import results
+
+
+def define_bench_flags(default_name: str) -> None:
+  """--config (bench_speed.py), --name, --results_dir. Call only from a binary's __main__,
+  so tests can import the module without defining flags twice."""
+  config_flags.DEFINE_config_file(
+      "config", "experiments/configs/bench_speed.py", "Benchmark config (see the file).")
+  flags.DEFINE_string("name", default_name, "Result file name.")
+  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
+
+
+def write_bench_result(section: Any, *, dataset: str, model: str, metrics: dict[str, float],
+                       figures: dict[str, Any], start: float) -> str:
+  """Writes the benchmark result of config `section` (flags --name, --results_dir), prints
+  the metrics, returns the path. `start`: time.perf_counter() at the start of main."""
+  path = results.write_result(
+      name=flags.FLAGS.name, dataset=dataset, protocol="speed", model=model,
+      config=section.to_dict(), metrics=metrics, seeds=[section.seed],
+      wall_seconds=time.perf_counter() - start, results_dir=flags.FLAGS.results_dir,
+      extra={"figures": figures})
+  for k, v in metrics.items():
+    print(f"{k}: {v:.4g}")
+  print("wrote", path)
+  return path
+
+
+def define_train_flags(config_hint: str, data_dir_note: str = "") -> None:
+  """--config, --data_dir, --workdir, --results_dir, --no_result. Call only from a binary's
+  __main__ (then read flags.FLAGS), so several binaries can be imported in one process."""
+  config_flags.DEFINE_config_file("config", None, config_hint)
+  flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (default "
+                      f"$RECSYS_DATA_DIR{data_dir_note}).")
+  flags.DEFINE_string("workdir", None, "Checkpoints and metrics.jsonl (resumable). Default "
+                      "/tmp/<binary>_<config tag>.")
+  flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
+  flags.DEFINE_bool("no_result", False, "Do not write a result file.")
+  flags.mark_flag_as_required("config")
