@@ -10,7 +10,9 @@ Differences from the release (§2, §3):
 - Trainable initialisation by default (variance scaling, RMSNorm scale 1); the release's
   all-zero init is kept only as `zero_init=True`, for loading release weights.
 - Every candidate gets the same rotary position (`candidate_start_offset`, right after the
-  last history item), so a candidate's output depends only on the prefix and itself.
+  last history item), so a candidate's output depends only on the prefix and itself. The
+  release's sequential candidate positions (offset, offset+1, ...; scores depend on the
+  slot) remain available as `candidate_positions="sequential"`, for the ablation only.
 - Optional learnable attention temperature applied BEFORE the soft cap.
 - `Transformer.extend` scores new tokens (candidates) against the cached keys/values of a
   prefix, with the same modules and parameters as `Transformer.__call__` (phoenix/serving.py).
@@ -33,6 +35,8 @@ ATTN_LOGIT_CAP = 30.0
 # Learnable temperature: temperature = MIN_TEMPERATURE + softplus(raw parameter).
 MIN_TEMPERATURE = 0.1
 ROPE_BASE = 10000
+# TransformerConfig.candidate_positions values.
+CANDIDATE_POSITIONS = ("shared", "sequential")
 _MASKED_LOGIT = -1e30
 
 
@@ -246,6 +250,10 @@ class TransformerConfig:
     before the soft cap (improvement §3; off = the plain model).
   zero_init: the release's all-zero init of weights and norm scales. The model cannot train
     from it; use it only as a shape template for loading release weights.
+  candidate_positions: rotary positions of the candidates (positions >= the
+    candidate_start_offset). "shared" (default): every candidate at the offset, so a
+    candidate's output does not depend on its slot. "sequential": the release's behaviour,
+    candidate j at offset + j (known defect §2.2; kept only to measure it).
   """
   emb_size: int
   key_size: int
@@ -257,6 +265,12 @@ class TransformerConfig:
   name: Optional[str] = None
   learnable_temperature: bool = False
   zero_init: bool = False
+  candidate_positions: str = "shared"
+
+  def __post_init__(self):
+    if self.candidate_positions not in CANDIDATE_POSITIONS:
+      raise ValueError(f"candidate_positions must be one of {CANDIDATE_POSITIONS}, "
+                       f"got {self.candidate_positions!r}")
 
   def make(self) -> "Transformer":
     return Transformer(self, name=self.name)
@@ -279,7 +293,8 @@ class Transformer(hk.Module):
     """embeddings [B, T, D], mask [B, T] (1 = valid token) -> TransformerOutput.
 
     With `candidate_start_offset`, positions >= offset are candidates: isolated by
-    `make_recsys_attn_mask` and all given the rotary position `candidate_start_offset`.
+    `make_recsys_attn_mask` and all given the rotary position `candidate_start_offset`
+    (with config.candidate_positions="sequential": offset, offset+1, ..., as in the release).
     Without it the mask is plain causal and positions are 0..T-1.
     """
     _, seq_len, _ = embeddings.shape
@@ -289,7 +304,8 @@ class Transformer(hk.Module):
       attn_mask = jnp.tril(jnp.ones((1, 1, seq_len, seq_len), dtype))
     else:
       attn_mask = make_recsys_attn_mask(seq_len, candidate_start_offset, dtype)
-      positions = jnp.minimum(positions, candidate_start_offset)
+      if self.config.candidate_positions == "shared":
+        positions = jnp.minimum(positions, candidate_start_offset)
     full_mask = mask[:, None, None, :].astype(dtype) * attn_mask
     h = embeddings
     memory = []
@@ -304,10 +320,15 @@ class Transformer(hk.Module):
     """Runs new tokens embeddings [B, C, D] (mask [B, C]) against a cached prefix.
 
     Each new token attends to the M cached positions and to itself only, at rotary position
-    M: exactly what the candidates of `__call__(prefix + candidates, ..., offset=M)` compute.
+    M (M + j for token j with candidate_positions="sequential"): exactly what the
+    candidates of `__call__(prefix + candidates, ..., offset=M)` compute.
     """
     b, c, _ = embeddings.shape
-    positions = jnp.full((1, c), memory[0].keys.shape[1])
+    m = memory[0].keys.shape[1]
+    if self.config.candidate_positions == "shared":
+      positions = jnp.full((1, c), m)
+    else:
+      positions = m + jnp.arange(c)[None, :]
     h = embeddings
     for layer, mem in zip(self._layers(), memory):
       h, _ = layer(h, mask.astype(bool), positions, mem)

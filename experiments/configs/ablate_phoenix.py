@@ -1,0 +1,133 @@
+"""Configs for experiments/ablate_phoenix.py (the Phoenix ablations of issue #6).
+
+Use as `--config experiments/configs/ablate_phoenix.py:<name>` with <name> one of
+  quick  tiny synthetic data (rated sequences for ranking, item i -> i+1 for retrieval),
+         a dozen steps per run; seconds; tests
+  full   the real run: ranking on the embedded anime subsample (no --data_dir needed; each
+         user's items in a seeded random order, as in configs/phoenix_ranking.py:anime),
+         retrieval on ml-latest-small in timestamp order (needs --data_dir)
+
+Sections:
+  ranking     data, training schedule and the base model of ablations 1-3
+              (`model` maps 1:1 onto phoenix.training.RankingConfig, `model.emb` onto
+              EmbeddingConfig); `primary_metric` is the validation metric of the curves,
+              `threshold_fraction` x the baseline variant's final mean primary metric is the
+              threshold of "steps to threshold".
+  retrieval   the same for ablation 4 (`model` maps onto phoenix.training.RetrievalConfig).
+  ablations   per ablation: its kind ("ranking" | "positions" | "retrieval"), the baseline
+              variant, and per variant the model fields it overrides. Variants with equal
+              resulting configs share their training runs (the ranking baseline is trained
+              once per seed for ablations 1-3).
+"""
+from ml_collections import config_dict
+
+
+def _ranking_model(**overrides):
+  emb = dict(emb_size=32, user_table_size=1 << 13, item_table_size=1 << 15,
+             author_table_size=1 << 10, num_user_hashes=2, num_item_hashes=2,
+             num_author_hashes=2, init_stddev=0.05)
+  emb.update(overrides.pop("emb", {}))
+  model = dict(emb=emb, num_layers=2, num_q_heads=2, num_kv_heads=2, key_size=16,
+               widening_factor=4.0, learnable_attention_temperature=False,
+               normalize_before_projection=True, fprop_dtype="float32", history_len=32,
+               user_mode="id", high_threshold=8.0, low_threshold=4.0, num_positives=8,
+               num_negatives=24, negative_sampler="uniform",
+               score_weights=(("favorite", 1.0), ("click", 0.5), ("not_interested", -1.0)),
+               candidate_positions="shared")
+  model.update(overrides)
+  return model
+
+
+def _retrieval_model(**overrides):
+  emb = dict(emb_size=32, user_table_size=1 << 12, item_table_size=1 << 15,
+             author_table_size=1 << 10, num_user_hashes=2, num_item_hashes=2,
+             num_author_hashes=2, init_stddev=0.05)
+  emb.update(overrides.pop("emb", {}))
+  model = dict(
+      emb=emb, num_layers=1, num_q_heads=2, num_kv_heads=2, key_size=16,
+      widening_factor=4.0, learnable_attention_temperature=False,
+      normalize_before_projection=True, fprop_dtype="float32",
+      history_len=50, user_mode="shared", window="random",
+      loss="sampled", num_negatives=1024, negative_sampler="uniform", sampler_alpha=0.75,
+      num_in_batch=256, log_q=True, init_temperature=0.05, learn_temperature=True,
+      loss_positions=0, pooling="last")
+  model.update(overrides)
+  return model
+
+
+def _optimizer(**overrides):
+  opt = dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.98, weight_decay=0.0,
+             clip_norm=1.0, warmup_steps=20, decay="constant", decay_steps=0,
+             final_lr_factor=0.0)
+  opt.update(overrides)
+  return config_dict.ConfigDict(opt)
+
+
+def _ablations(neg_counts, nologq_count):
+  retrieval = {f"neg{n}": dict(num_negatives=n, log_q=True) for n in neg_counts}
+  retrieval[f"neg{nologq_count}_nologq"] = dict(num_negatives=nologq_count, log_q=False)
+  retrieval["order"] = tuple(retrieval)
+  return config_dict.ConfigDict(dict(
+      normalization=dict(kind="ranking", baseline="norm_on", variants=dict(
+          norm_on=dict(normalize_before_projection=True),
+          norm_off=dict(normalize_before_projection=False))),
+      temperature=dict(kind="ranking", baseline="temp_off", variants=dict(
+          temp_off=dict(learnable_attention_temperature=False),
+          temp_on=dict(learnable_attention_temperature=True))),
+      candidate_positions=dict(kind="positions", baseline="shared", variants=dict(
+          shared=dict(candidate_positions="shared"),
+          sequential=dict(candidate_positions="sequential"))),
+      retrieval=dict(kind="retrieval", baseline=f"neg{nologq_count}",
+                     variants={k: v for k, v in retrieval.items() if k != "order"},
+                     variant_order=retrieval["order"]),
+  ))
+
+
+def get_config(name: str = "full") -> config_dict.ConfigDict:
+  cfg = config_dict.ConfigDict()
+  cfg.tag = name
+  cfg.seeds = (0, 1, 2)
+  cfg.ranking = config_dict.ConfigDict(dict(
+      dataset="anime", author="genre", data_seed=0, batch_size=64, num_steps=300,
+      eval_every=25, max_eval_lists=0, primary_metric="auc/favorite",
+      threshold_fraction=0.95, optimizer=_optimizer(), model=_ranking_model()))
+  # Candidate-position ablation: permutations of the validation lists measured on the
+  # untrained (init) and the trained models of each seed.
+  cfg.positions = config_dict.ConfigDict(dict(num_random_permutations=1))
+  cfg.retrieval = config_dict.ConfigDict(dict(
+      dataset="ml-latest-small", batch_size=64, num_steps=300, eval_every=25,
+      eval_users=0, ks=(10,), primary_metric="ndcg@10", threshold_fraction=0.95,
+      optimizer=_optimizer(learning_rate=3e-3), model=_retrieval_model()))
+  cfg.ablations = _ablations((64, 256, 1024), 1024)
+  # Run order (ConfigDict sorts its keys) and variant order within each ablation.
+  cfg.order = ("normalization", "temperature", "candidate_positions", "retrieval")
+  if name == "quick":
+    cfg.seeds = (0, 1)
+    r = cfg.ranking
+    r.dataset = "synthetic"
+    r.author = "none"
+    r.batch_size = 16
+    r.num_steps = 12
+    r.eval_every = 4
+    r.optimizer = _optimizer(learning_rate=3e-3, warmup_steps=0)
+    r.model = config_dict.ConfigDict(_ranking_model(
+        emb=dict(emb_size=16, user_table_size=256, item_table_size=256, author_table_size=16),
+        num_layers=1, num_q_heads=2, num_kv_heads=1, key_size=8, history_len=8,
+        num_positives=2, num_negatives=6, high_threshold=4.0, low_threshold=2.0))
+    t = cfg.retrieval
+    t.dataset = "synthetic"
+    t.synthetic = config_dict.ConfigDict(dict(num_users=120, num_items=40, min_len=8,
+                                              max_len=16, noise=0.0))
+    t.batch_size = 16
+    t.num_steps = 12
+    t.eval_every = 4
+    t.ks = (10,)
+    t.optimizer = _optimizer(learning_rate=3e-3, warmup_steps=0)
+    t.model = config_dict.ConfigDict(_retrieval_model(
+        emb=dict(emb_size=16, user_table_size=64, item_table_size=256, author_table_size=16),
+        num_q_heads=2, num_kv_heads=1, key_size=8, history_len=12, num_in_batch=16,
+        init_temperature=0.1))
+    cfg.ablations = _ablations((8, 32), 32)
+  elif name != "full":
+    raise ValueError(f"unknown config {name!r}; known: quick, full")
+  return cfg
