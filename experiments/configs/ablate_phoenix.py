@@ -12,7 +12,8 @@ Sections:
               (`model` maps 1:1 onto phoenix.training.RankingConfig, `model.emb` onto
               EmbeddingConfig); `primary_metric` is the validation metric of the curves,
               `threshold_fraction` x the baseline variant's final mean primary metric is the
-              threshold of "steps to threshold".
+              threshold of "steps to threshold". Validation curves on the first
+              `max_eval_lists` validation lists (0 = all); test metrics on all test lists.
   retrieval   the same for ablation 4 (`model` maps onto phoenix.training.RetrievalConfig).
   ablations   per ablation: its kind ("ranking" | "positions" | "retrieval"), the baseline
               variant, and per variant the model fields it overrides. Variants with equal
@@ -89,7 +90,7 @@ def get_config(name: str = "full") -> config_dict.ConfigDict:
   cfg.seeds = (0, 1, 2)
   cfg.ranking = config_dict.ConfigDict(dict(
       dataset="anime", author="genre", data_seed=0, batch_size=64, num_steps=300,
-      eval_every=25, max_eval_lists=0, primary_metric="auc/favorite",
+      eval_every=10, max_eval_lists=2000, primary_metric="auc/favorite",
       threshold_fraction=0.95, optimizer=_optimizer(), model=_ranking_model()))
   # Candidate-position ablation: permutations of the validation lists measured on the
   # untrained (init) and the trained models of each seed.
