@@ -22,6 +22,7 @@ Parameters are one pytree {"phoenix": <haiku params>, "loss": {"log_temperature"
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -205,6 +206,9 @@ class RetrievalConfig(TransformerFields):
   # User read-out: "mean" = the release's build_user_representation (masked mean over
   # [user | history]); "last" = the output at the last history position (SASRec-style).
   pooling: str = "mean"
+  # Training only: dropout on the user tower's input embeddings (user and history hash
+  # embeddings), the regulariser SASRec uses on ML-1M. 0 = off (the release has none).
+  embedding_dropout: float = 0.0
 
   def model_config(self):
     from phoenix.recsys_retrieval_model import PhoenixRetrievalModelConfig  # pylint: disable=g-import-not-at-top
@@ -253,9 +257,16 @@ class RetrievalFns:
     self.cfg = cfg
     ecfg = cfg.emb
 
-    def prefix_users(batch):
+    def prefix_users(batch, is_training: bool = False):
       model = _retrieval_model(cfg)
-      return prefix_user_representations(model, batch, lookup_embeddings(batch, ecfg))
+      emb = lookup_embeddings(batch, ecfg)
+      if is_training and cfg.embedding_dropout > 0:
+        drop = lambda x: hk.dropout(hk.next_rng_key(), cfg.embedding_dropout, x)
+        emb = dataclasses.replace(
+            emb, user_embeddings=drop(emb.user_embeddings),
+            history_post_embeddings=drop(emb.history_post_embeddings),
+            history_author_embeddings=drop(emb.history_author_embeddings))
+      return prefix_user_representations(model, batch, emb)
 
     def users(batch):
       model = _retrieval_model(cfg)
@@ -275,6 +286,9 @@ class RetrievalFns:
 
     self._init = hk.transform(init_all)
     self.prefix_users = hk.without_apply_rng(hk.transform(prefix_users)).apply
+    # prefix_users_train(params, rng, batch): with embedding dropout when configured.
+    self.prefix_users_train = functools.partial(hk.transform(prefix_users).apply,
+                                                is_training=True)
     self.users = hk.without_apply_rng(hk.transform(users)).apply
     self.candidates = hk.without_apply_rng(hk.transform(candidates)).apply
 
@@ -372,12 +386,14 @@ class RetrievalTask:
 
   # -- loss -------------------------------------------------------------------------------
   def loss_fn(self, params, rng, batch: dict):
-    del rng
     cfg = self.cfg
     fns = self.fns
     p = params["phoenix"]
     temp = fns.temperature(params)
-    users, valid = fns.prefix_users(p, batch["batch"])          # [B,S,D], [B,S]
+    if cfg.embedding_dropout > 0:
+      users, valid = fns.prefix_users_train(p, rng, batch["batch"])   # [B,S,D], [B,S]
+    else:
+      users, valid = fns.prefix_users(p, batch["batch"])          # [B,S,D], [B,S]
     targets = batch["targets"]                                  # [B,S]
     valid = valid & (targets >= 0)
     if "positions" in batch:

@@ -152,3 +152,21 @@ def test_ranking_loss_finite_with_and_without_transformer(layers):
   assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
   if layers == 0:
     assert not any("decoder_layer" in k for k in params["phoenix"])
+
+
+def test_embedding_dropout_only_in_the_training_loss():
+  x = training.synthetic_sequences(4, 30, 3, 9, seed=1)
+  data = batching.SequenceData.from_interactions(x)
+  tasks = {r: training.RetrievalTask(_tiny_cfg(embedding_dropout=r), data, data.lengths(),
+                                     None, batch_size=4) for r in (0.0, 0.5)}
+  batch = tasks[0.0].make_batch(np.arange(4), np.random.default_rng(0))
+  params = tasks[0.0].fns.init(jax.random.PRNGKey(0), batch["batch"])
+  loss = {r: [float(t.loss_fn(params, jax.random.PRNGKey(k), batch)[0]) for k in (1, 2)]
+          for r, t in tasks.items()}
+  assert loss[0.0][0] == loss[0.0][1]                 # no dropout: the rng is unused
+  assert loss[0.5][0] != loss[0.5][1]                 # dropout: the rng matters
+  assert loss[0.5][0] != loss[0.0][0]
+  # Evaluation (the scorer's user tower) never drops.
+  users = {r: np.asarray(t.fns.prefix_users(params["phoenix"], batch["batch"])[0])
+           for r, t in tasks.items()}
+  np.testing.assert_array_equal(users[0.0], users[0.5])
