@@ -54,11 +54,18 @@ class DataConfig:
   keep_statuses: watch statuses to keep; a no-op for data without a status column (the anime
     subsample and MovieLens have none).
   dropout_rate / dropout_spread: input dropout fraction rate * (1 + U(-spread, spread)).
+  treat_unrated_as_dropped: mark every "watched, not rated" row as dropped, so that it gets
+    the `ratings.dropped_mode` score (and enters the rating loss per `dropped_in_loss`)
+    instead of the user's mean. An ablation device for data without a watch-status column
+    (the anime subsample), where nothing is marked dropped and `dropped_mode` is otherwise a
+    no-op (experiments/ablate_anime_ae.py, ablation "dropped"). Used by `AutoencoderScorer`
+    for training and scored inputs alike. Default False: the seed's behaviour.
   """
   min_ratings: int = 30
   keep_statuses: Optional[tuple] = None
   dropout_rate: float = 0.4
   dropout_spread: float = 0.4
+  treat_unrated_as_dropped: bool = False
 
   def make(self) -> InputDropout:
     return InputDropout(self.dropout_rate, self.dropout_spread)

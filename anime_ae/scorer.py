@@ -44,7 +44,14 @@ class AutoencoderScorer:
       raise RuntimeError(f"{self.name}: fit (or load) before scoring")
     if x.num_items != self.model.num_items:
       raise ValueError(f"{x.source}: {x.num_items} items, the model has {self.model.num_items}")
-    return build_profiles(x, self.model.transform)
+    return build_profiles(x, self.model.transform, self._dropped(x))
+
+  def _dropped(self, x: Interactions) -> Optional[np.ndarray]:
+    """[N] bool rows to treat as dropped: the unrated ones when
+    config.data.treat_unrated_as_dropped (an ablation), else None (nothing dropped)."""
+    if not self.config.data.treat_unrated_as_dropped or x.ratings is None:
+      return None
+    return np.isnan(x.ratings)
 
   def fit(self, train: Interactions,
           validate: Optional[Callable[["AutoencoderScorer"], dict]] = None,
@@ -52,7 +59,7 @@ class AutoencoderScorer:
     """Trains on `train`. With `validate(scorer) -> metrics` and `best_metric`, keeps the
     params of the best validation evaluation (every config.train.eval_every steps)."""
     transform = self.config.ratings.make(train.ratings)
-    profiles = build_profiles(train, transform)
+    profiles = build_profiles(train, transform, self._dropped(train))
     keep = filter_profiles(train, self.config.data.min_ratings)
     keep = keep[profiles.lengths()[keep] > 0]
     if len(keep) == 0:
