@@ -52,6 +52,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from phoenix import batching
+from phoenix import grok
 from phoenix import training
 from recsys_core import evaluation
 from recsys_core import results
@@ -264,12 +265,23 @@ class RankingRunner:
     train_loss = [float(r["loss"]) for r in result.history if r["event"] == "train"]
     out = {"curves": curves, "final_val": {k: curves[k][-1] for k in keys},
            "test": {k: float(test[k]) for k in keys}, "heads": heads,
+           "attention_temperature": attention_temperatures(final_params),
            "train_loss": train_loss, "seconds": time.perf_counter() - t0,
            "params": final_params, "init_params": params, "reused": False}
     self._cache[key] = out
     logging.info("ranking %s seed %d: final val %s (%.0f s)", _short(mcfg), seed,
                  {k: round(v, 4) for k, v in out["final_val"].items()}, out["seconds"])
     return out
+
+
+def attention_temperatures(params) -> dict[str, float]:
+  """{module path: effective learned attention temperature} (empty without the option)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    names = [getattr(k, "key", str(k)) for k in path]
+    if names[-1] == "attention_temperature_raw":
+      out["/".join(names[-2:-1])] = float(grok.effective_temperature(np.asarray(leaf)))
+  return out
 
 
 def _short(mcfg) -> str:
@@ -491,7 +503,7 @@ def plot_curves(path: str, runs: dict[str, list[dict]], key: str, title: str,
 def _jsonable_run(run: dict, seed: int) -> dict:
   return {"seed": seed, "reused": run["reused"], "seconds": round(run["seconds"], 1),
           **{k: run[k] for k in ("curves", "final_val", "test", "train_loss", "temperature",
-                                 "order_sensitivity") if k in run}}
+                                 "attention_temperature", "order_sensitivity") if k in run}}
 
 
 # ----------------------------------------------------------------------------------------

@@ -173,3 +173,17 @@ def test_quick_normalization_ablation_end_to_end(tmp_path):
   assert thr == pytest.approx(0.95 * np.mean(r["metrics"]["norm_on/final_val_auc/favorite"][
       "values"]))
   assert os.path.getsize(tmp_path / "plots" / "ablation_phoenix_normalization.png") > 1000
+
+
+def test_attention_temperatures_reads_the_learned_scalars():
+  raw = grok.temperature_raw_init()
+  params = {"phoenix": {"m/transformer/decoder_layer_0/multi_head_attention": {
+      "attention_temperature_raw": np.float32(raw)},
+      "m/transformer/decoder_layer_1/multi_head_attention": {
+          "attention_temperature_raw": np.float32(-30.0)},
+      "m/transformer/decoder_layer_0/linear": {"w": np.zeros((2, 2))}}}
+  temps = ablate_phoenix.attention_temperatures(params)
+  assert list(temps) == ["m/transformer/decoder_layer_0/multi_head_attention",
+                         "m/transformer/decoder_layer_1/multi_head_attention"]
+  assert list(temps.values()) == pytest.approx([1.0, grok.MIN_TEMPERATURE], abs=1e-5)
+  assert ablate_phoenix.attention_temperatures({"phoenix": {"a": {"w": np.ones(2)}}}) == {}
