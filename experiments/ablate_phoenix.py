@@ -67,7 +67,7 @@ _ABLATIONS = flags.DEFINE_list("ablations", None, "Subset of the config's ablati
                                "(default: all, in the config's order).")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds (default: config.seeds).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (retrieval "
-                                "on ml-latest-small; anime uses the embedded copy).")
+                                "on ML-1M; anime uses the embedded copy).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results; "
                                "plots go to <out_dir>/plots).")
 
