@@ -123,7 +123,7 @@ def fit_variant(cfg: Any, seed: int, train: Interactions,
 
 def _result(scorer, test: dict, seconds: float, extra: dict) -> RunResult:
   es, ec, ts, tc = _curves(scorer.history)
-  if getattr(scorer, "attenuation", None) is not None and isinstance(scorer, LegacyScorer):
+  if isinstance(scorer, LegacyScorer):
     extra = dict(extra, attenuation=float(scorer.attenuation))
   return RunResult({k: float(v) for k, v in test.items()}, es, ec, ts, tc, scorer.best_step,
                    seconds, extra)

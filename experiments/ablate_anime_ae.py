@@ -23,7 +23,7 @@ protocol A (ratings > 7, users with >= 5 items, as experiments/eval_anime_ae.py 
 except "dropped" (eval_anime_ae.py's mae data: all rows, users with >= 5 ratings).
 
 Writes, after every seed of every ablation (so a cut-short run keeps what finished):
-  experiments/results/ablation_ae_<ablation>.json   recsys_core.results schema; metrics
+  experiments/results/ablation_ae_<ablation><--name_suffix>.json   recsys_core.results schema; metrics
       "<variant>/<metric>" (per-seed lists summarised) and "<variant>/diff/<metric>" (variant
       minus baseline, paired per seed); extra: variants, baseline, per-run best step, train
       seconds, validation and training-loss curves, type shares (dropout), attenuation (legacy)
@@ -62,6 +62,8 @@ def _define_flags():
   flags.DEFINE_list("seeds", None, "Seeds (default config.seeds).")
   flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results); plots "
                       "go to <out_dir>/plots.")
+  flags.DEFINE_string("name_suffix", "", "Appended to the result/plot names, e.g. _long for a "
+                      "run with --config.train.steps overridden.")
 
 
 def ranking_data(x: Interactions, pcfg) -> Interactions:
@@ -90,7 +92,8 @@ def _paired_diffs(per_variant: Mapping[str, list[dict]], baseline: str, keys) ->
 
 def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
                    runs: Mapping[str, list], seeds: Sequence[int], wall: float, out_dir: str,
-                   dataset: str, reference: Optional[dict] = None) -> tuple[str, str]:
+                   dataset: str, reference: Optional[dict] = None,
+                   name_suffix: str = "") -> tuple[str, str]:
   """Writes the result JSON and the plot of one ablation from its finished runs."""
   protocol = spec.protocol
   keys = ablation.RANK_METRICS if protocol == "ranking" else ablation.MAE_METRICS + ablation.RANK_METRICS
@@ -127,15 +130,15 @@ def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
   config = {"baseline": cfg.to_dict(), "variants": {v: c.to_dict() for v, c in variant_cfgs.items()},
             "protocol": protocol}
   path = results.write_result(
-      name=f"ablation_ae_{name}", dataset=dataset,
+      name=f"ablation_ae_{name}{name_suffix}", dataset=dataset,
       protocol="strong_generalization" if protocol == "ranking" else "rating_mae",
       model="anime_ae", config=config, metrics=metrics, seeds=list(seeds), wall_seconds=wall,
       results_dir=out_dir, extra=extra)
   plot_dir = os.path.join(out_dir or results.DEFAULT_RESULTS_DIR, "plots")
   os.makedirs(plot_dir, exist_ok=True)
   png = ablation.plot_ablation(
-      os.path.join(plot_dir, f"ablation_ae_{name}.png"),
-      f"anime AE ablation '{name}' ({len(seeds)} seeds, mean ± std)", curves,
+      os.path.join(plot_dir, f"ablation_ae_{name}{name_suffix}.png"),
+      f"anime AE ablation '{name}{name_suffix}' ({len(seeds)} seed(s), mean ± std)", curves,
       f"validation {curve_key}", loss_curves or None, "training presence NLL")
   return path, png
 
@@ -144,7 +147,7 @@ def run_ablations(cfg, names: Sequence[str], seeds: Sequence[int],
                   data: Mapping[str, Interactions], out_dir: Optional[str] = None,
                   item_types: Optional[tuple[np.ndarray, np.ndarray]] = None,
                   pcfg=None, dataset: str = "anime",
-                  say: Callable[[str], None] = print) -> dict[str, str]:
+                  say: Callable[[str], None] = print, name_suffix: str = "") -> dict[str, str]:
   """Runs the ablations `names` over `seeds`, writing after every seed. Returns name -> path.
 
   data: protocol ("ranking", "mae") -> preprocessed interactions.
@@ -200,7 +203,8 @@ def run_ablations(cfg, names: Sequence[str], seeds: Sequence[int],
             + f" best_step={r.best_step} ({r.seconds:.0f} s)")
       done.append(int(seed))
       paths[name], png = write_ablation(name, spec, cfg, variant_cfgs, runs, done,
-                                        time.perf_counter() - t0, out_dir, dataset, reference)
+                                        time.perf_counter() - t0, out_dir, dataset, reference,
+                                        name_suffix)
       say(f"[{name}] {len(done)} seed(s) -> {paths[name]}, {png}")
     _print_summary(name, spec, runs, say)
   return paths
@@ -242,7 +246,7 @@ def main(argv):
                data["ranking"].num_users, data["ranking"].num_items, data["mae"].num_users,
                data["mae"].num_items)
   run_ablations(cfg, names, seeds, data, FLAGS.out_dir, (x.item_ids, anime.info.type), pcfg,
-                say=lambda s: print(s, flush=True))
+                say=lambda s: print(s, flush=True), name_suffix=FLAGS.name_suffix)
 
 
 if __name__ == "__main__":
