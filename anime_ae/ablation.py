@@ -222,32 +222,3 @@ def curve_summary(steps_per_seed: Sequence[Sequence[int]],
   arr = np.asarray(rows, np.float64).reshape(len(rows), len(common))
   return {"steps": common, "mean": arr.mean(0).tolist() if len(rows) else [],
           "std": arr.std(0).tolist() if len(rows) else []}
-
-
-def plot_ablation(path: str, title: str, curves: Mapping[str, Mapping[str, Any]],
-                  ylabel: str, loss_curves: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                  loss_label: str = "") -> str:
-  """PNG: per variant the mean validation curve with a +-std band (and, if given, a second
-  panel with the training-loss curves). curves: variant -> curve_summary()."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  panels = 2 if loss_curves else 1
-  fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.2), squeeze=False)
-  for ax, data, label in ((axes[0, 0], curves, ylabel),
-                          (axes[0, -1], loss_curves, loss_label))[:panels]:
-    for variant, c in data.items():
-      st, m, sd = np.asarray(c["steps"]), np.asarray(c["mean"]), np.asarray(c["std"])
-      if not len(st):
-        continue
-      line, = ax.plot(st, m, marker="o", ms=3, label=f"{variant} (n={c.get('n', '?')})")
-      ax.fill_between(st, m - sd, m + sd, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  axes[0, 0].set_title(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path

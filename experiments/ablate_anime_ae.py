@@ -45,6 +45,7 @@ from absl import logging
 import numpy as np
 
 from anime_ae import ablation
+from experiments import plots
 from experiments.configs import baselines as baselines_config
 from recsys_core import results, splits
 from recsys_core.data import filters, load_dataset
@@ -136,10 +137,12 @@ def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
       results_dir=out_dir, extra=extra)
   plot_dir = os.path.join(out_dir or results.DEFAULT_RESULTS_DIR, "plots")
   os.makedirs(plot_dir, exist_ok=True)
-  png = ablation.plot_ablation(
-      os.path.join(plot_dir, f"ablation_ae_{name}{name_suffix}.png"),
-      f"anime AE ablation '{name}{name_suffix}' ({len(seeds)} seed(s), mean ± std)", curves,
-      f"validation {curve_key}", loss_curves or None, "training presence NLL")
+  panels = [(f"validation {curve_key}", curves)]
+  if loss_curves:
+    panels.append(("training presence NLL", loss_curves))
+  png = plots.curve_bands(
+      os.path.join(plot_dir, f"ablation_ae_{name}{name_suffix}.png"), panels,
+      f"anime AE ablation '{name}{name_suffix}' ({len(seeds)} seed(s), mean ± std)")
   return path, png
 
 

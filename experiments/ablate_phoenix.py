@@ -51,6 +51,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import plots
 from phoenix import batching
 from phoenix import grok
 from phoenix import training
@@ -473,33 +474,6 @@ def summarize_runs(runs: dict[str, list[dict]], baseline: str, primary: str,
   return metrics, comparison
 
 
-def plot_curves(path: str, runs: dict[str, list[dict]], key: str, title: str,
-                threshold: Optional[float] = None) -> None:
-  """Mean ± std band of curves[key] against step per variant."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  for variant, rs in runs.items():
-    if not rs:
-      continue
-    steps = np.asarray(rs[0]["curves"]["step"])
-    vals = np.array([r["curves"][key] for r in rs])                  # [seeds, evals]
-    mean, std = vals.mean(0), vals.std(0)
-    line, = ax.plot(steps, mean, label=f"{variant} (n={len(rs)})")
-    ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-  if threshold is not None:
-    ax.axhline(threshold, color="gray", ls="--", lw=1, label=f"threshold {threshold:.4f}")
-  ax.set_xlabel("training step")
-  ax.set_ylabel(f"validation {key}")
-  ax.set_title(title, fontsize=9)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def _jsonable_run(run: dict, seed: int) -> dict:
   return {"seed": seed, "reused": run["reused"], "seconds": round(run["seconds"], 1),
           **{k: run[k] for k in ("curves", "final_val", "test", "train_loss", "temperature",
@@ -586,8 +560,10 @@ def _write_ablation(name, cfg, kind, section, variants, runs, done_seeds, seeds,
   if data_stats:
     extra["data_stats"] = data_stats
   title = f"Phoenix ablation: {name} ({cfg.tag}; mean ± std over seeds)"
-  plot_curves(plot_path, {v: rs for v, rs in runs.items() if rs}, primary, title,
-              comparison.get("threshold"))
+  curves = {v: plots.band_summary(rs[0]["curves"]["step"], [r["curves"][primary] for r in rs])
+            for v, rs in runs.items() if rs}
+  plots.curve_bands(plot_path, [(f"validation {primary}", curves)], title,
+                    comparison.get("threshold"))
   dataset = section.dataset
   return results.write_result(
       name=f"{RESULT_PREFIX}{name}", dataset=dataset,

@@ -7,6 +7,8 @@ Reads experiments/results/*.json (schema: shared/docs/results.md) and writes
                           anime_ae, phoenix, bench, compare, ablation, ...): name, dataset,
                           protocol, model, each metric mean ± std, wall time, commit
   plots/<group>.png       the group's headline metric per file, mean ± std
+  plots/ablation_<name>.png
+                          every ablation's validation learning curves (experiments/plots.py)
   tables/compare_<tag>.md, plots/compare_<tag>.png
                           protocol D per dataset: one row per model, every protocol run on
                           that dataset; skipped models listed with the reason
@@ -23,10 +25,11 @@ from typing import Any, Optional, Sequence
 
 from absl import app
 from absl import flags
-
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 GROUPS = ("baseline", "anime_ae", "phoenix", "bench", "compare", "ablation")
@@ -312,6 +315,19 @@ def regenerate(results_dir: str = DEFAULT_DIR) -> list[str]:
     rows.append([g, str(len(groups[g])), f"[tables/{g}.md](tables/{g}.md)",
                  f"[plots/{g}.png](plots/{g}.png)" if has_plot else ""])
   index.append(_md_table(["group", "files", "table", "plot"], rows))
+  curve_rows = []
+  for r in groups.get("ablation", []):
+    panels, title, threshold = plots.ablation_panels(r)
+    if not any(curves for _, curves in panels):
+      continue
+    name = r["_file"][:-len(".json")]
+    path = plots.curve_bands(os.path.join(results_dir, "plots", f"{name}.png"), panels, title,
+                             threshold)
+    written.append(path)
+    curve_rows.append([f"[{r['_file']}]({r['_file']})", f"[plots/{name}.png](plots/{name}.png)"])
+  if curve_rows:
+    index.append("\n## Ablation learning curves (mean ± std over seeds)\n")
+    index.append(_md_table(["result", "curves"], curve_rows))
   by_tag = _compare_by_tag(recs)
   if by_tag:
     index.append("\n## Model comparisons (protocol D)\n")

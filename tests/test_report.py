@@ -71,3 +71,38 @@ def test_broken_json_names_the_file(tmp_path):
   (tmp_path / "bad.json").write_text("{")
   with pytest.raises(ValueError, match="bad.json"):
     report.load_results(str(tmp_path))
+
+
+def test_ablation_curves_are_redrawn_from_both_result_layouts(tmp_path):
+  from experiments import plots
+  d = str(tmp_path)
+  # ablate_anime_ae layout: summaries at the top level.
+  results.write_result(
+      name="ablation_ae_toy", dataset="toy", protocol="strong_generalization",
+      model="anime_ae", config={}, metrics={"on/ndcg@100": [0.3, 0.32]}, seeds=[0, 1],
+      wall_seconds=1.0, results_dir=d,
+      extra={"curve_metric": "ndcg@100", "runs": {"on": [{}, {}]},
+             "curves": {"on": {"steps": [50, 100], "mean": [0.2, 0.3], "std": [0.01, 0.02],
+                               "n": 2}}})
+  # ablate_phoenix layout: per-seed curves under runs.
+  runs = {"a": [{"curves": {"step": [0, 10], "auc": [0.5, 0.7]}},
+                {"curves": {"step": [0, 10], "auc": [0.5, 0.9]}}]}
+  results.write_result(
+      name="ablation_phoenix_toy", dataset="toy", protocol="ranking", model="phoenix_ranking",
+      config={}, metrics={"a/final_val_auc": [0.7, 0.9]}, seeds=[0, 1], wall_seconds=1.0,
+      results_dir=d, extra={"runs": runs,
+                            "comparison": {"primary_metric": "auc", "threshold": 0.6}})
+  recs = {r["name"]: r for r in report.load_results(d)}
+  panels, _, threshold = plots.ablation_panels(recs["ablation_phoenix_toy"])
+  curve = panels[0][1]["a"]
+  assert curve["steps"] == [0, 10] and curve["n"] == 2 and threshold == 0.6
+  assert curve["mean"] == pytest.approx([0.5, 0.8]) and curve["std"] == pytest.approx([0, 0.1])
+  panels, _, _ = plots.ablation_panels(recs["ablation_ae_toy"])
+  assert panels[0][1]["on"]["mean"] == [0.2, 0.3]
+  written = report.regenerate(d)
+  for name in ("ablation_ae_toy", "ablation_phoenix_toy"):
+    path = os.path.join(d, "plots", f"{name}.png")
+    assert path in written
+    with open(path, "rb") as f:
+      assert f.read(8) == PNG_MAGIC
+  assert "plots/ablation_phoenix_toy.png" in (tmp_path / "README.md").read_text()
