@@ -29,11 +29,8 @@ Shape glossary: B batch (profiles), I items (corpus), H hidden, U training profi
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import tempfile
-import time
 from typing import Any, Callable, Optional
 
 import haiku as hk
@@ -44,9 +41,9 @@ import numpy as np
 from anime_ae.config import AEConfig
 from anime_ae.profiles import SparseProfiles, build_profiles, dense_batch, filter_profiles
 from anime_ae.ratings import RatingTransform
-from anime_ae.training import SparseProfileBatches, densify
+from anime_ae.training import SparseProfileBatches, TrainResult, densify, fit_for_steps
 from recsys_core.data.types import Interactions
-from recsys_core.train import LoopConfig, fit, init_train_state, make_optimizer, make_update_fn
+from recsys_core.train import init_train_state, make_optimizer, make_update_fn
 
 log = logging.getLogger(__name__)
 
@@ -135,17 +132,13 @@ def make_loss_fn(transformed: hk.Transformed, config: LegacyConfig, item_weight:
   return loss_fn
 
 
-@dataclasses.dataclass
-class LegacyResult:
-  params: Any
-  history: list[dict]
-  seconds: float
-  best_step: Optional[int] = None
+LegacyResult = TrainResult     # (params, history, seconds, best_step)
 
 
 def train_legacy(profiles: SparseProfiles, ae_config: AEConfig, config: LegacyConfig,
-          workdir: Optional[str] = None, eval_fn: Optional[Callable[[Any], dict]] = None,
-          best_metric: Optional[str] = None) -> LegacyResult:
+                 workdir: Optional[str] = None,
+                 eval_fn: Optional[Callable[[Any], dict]] = None,
+                 best_metric: Optional[str] = None) -> LegacyResult:
   """Trains the old model on `profiles` with the loop, batches and optimiser of `ae_config`."""
   tc = ae_config.train
   num_items = profiles.num_items
@@ -156,19 +149,10 @@ def train_legacy(profiles: SparseProfiles, ae_config: AEConfig, config: LegacyCo
   batch_fn = SparseProfileBatches(profiles, ae_config)
   q = popularity_weights(item_counts(profiles), config.popularity_alpha)
   loss_fn = make_loss_fn(transformed, config, q, (batch_fn.batch_size, num_items))
-  loop = LoopConfig(num_steps=tc.steps, log_every=max(1, min(tc.log_every, tc.steps)),
-                    eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every or tc.steps,
-                    keep_checkpoints=1, best_metric=best_metric if eval_fn else None,
-                    progress_bar=False)
-  start = time.perf_counter()
-  with contextlib.ExitStack() as stack:
-    if workdir is None:
-      workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="anime_ae_legacy_"))
-    res = fit(make_update_fn(loss_fn, optimizer), state, batch_fn, loop, workdir,
-              eval_fn=eval_fn, config={"ae": ae_config.to_dict(),
-                                       "legacy": dataclasses.asdict(config)})
-  params = res.best_params if res.best_params is not None else jax.device_get(res.state.params)
-  return LegacyResult(params, res.history, time.perf_counter() - start, res.best_step)
+  return fit_for_steps(make_update_fn(loss_fn, optimizer), state, batch_fn, tc, workdir,
+                       eval_fn, best_metric,
+                       {"ae": ae_config.to_dict(), "legacy": dataclasses.asdict(config)},
+                       tmp_prefix="anime_ae_legacy_")
 
 
 class LegacyScorer:

@@ -145,7 +145,15 @@ def train(profiles: SparseProfiles, config: AEConfig, workdir: Optional[str] = N
   else:
     batch_fn = ProfileBatches(profiles, config)
     loss_fn = make_loss_fn(transformed, config)
-  update = make_update_fn(loss_fn, optimizer)
+  return fit_for_steps(make_update_fn(loss_fn, optimizer), state, batch_fn, tc, workdir,
+                       eval_fn, best_metric, config.to_dict())
+
+
+def fit_for_steps(update, state, batch_fn, tc, workdir: Optional[str],
+                  eval_fn: Optional[Callable[[Any], dict]], best_metric: Optional[str],
+                  config: dict, tmp_prefix: str = "anime_ae_") -> TrainResult:
+  """`recsys_core.train.fit` for tc.steps (a TrainConfig) with the autoencoders' loop
+  settings; a temporary workdir when None; the best params when eval_fn/best_metric."""
   loop = LoopConfig(num_steps=tc.steps, log_every=max(1, min(tc.log_every, tc.steps)),
                     eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every or tc.steps,
                     keep_checkpoints=1, best_metric=best_metric if eval_fn else None,
@@ -153,8 +161,7 @@ def train(profiles: SparseProfiles, config: AEConfig, workdir: Optional[str] = N
   start = time.perf_counter()
   with contextlib.ExitStack() as stack:
     if workdir is None:
-      workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="anime_ae_"))
-    res = fit(update, state, batch_fn, loop, workdir, eval_fn=eval_fn,
-              config=config.to_dict())
+      workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=tmp_prefix))
+    res = fit(update, state, batch_fn, loop, workdir, eval_fn=eval_fn, config=config)
   params = res.best_params if res.best_params is not None else jax.device_get(res.state.params)
   return TrainResult(params, res.history, time.perf_counter() - start, res.best_step)
