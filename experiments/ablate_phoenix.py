@@ -42,6 +42,7 @@ import os
 import shutil
 import tempfile
 import time
+import types
 from typing import Any, Callable, Optional, Sequence
 
 from absl import app
@@ -52,6 +53,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from experiments import plots
+from experiments import train_phoenix_ranking
 from phoenix import batching
 from phoenix import grok
 from phoenix import training
@@ -107,39 +109,15 @@ def retrieval_model_config(model: dict, **overrides) -> training.RetrievalConfig
 # ----------------------------------------------------------------------------------------
 # Data.
 
-def synthetic_rated(num_users: int = 150, num_items: int = 60, length: int = 30,
-                    seed: int = 0) -> Interactions:
-  """Item i is followed by i+1 (mod I); rating 5 for even items, 1 for odd ones."""
-  rng = np.random.default_rng(seed)
-  starts = rng.integers(num_items, size=num_users)
-  items = (starts[:, None] + np.arange(length)[None, :]) % num_items       # [U, L]
-  return Interactions(
-      users=np.repeat(np.arange(num_users), length).astype(np.int32),
-      items=items.reshape(-1).astype(np.int32),
-      ratings=np.where(items % 2 == 0, 5.0, 1.0).reshape(-1).astype(np.float32),
-      order=np.tile(np.arange(length), num_users).astype(np.int64),
-      user_ids=np.arange(1, num_users + 1), item_ids=np.arange(1, num_items + 1),
-      source="synthetic")
-
-
 def load_ranking_data(rcfg) -> tuple[batching.SequenceData, Optional[np.ndarray], dict]:
-  """(sequences, item authors or None, description) of the ranking section's dataset."""
-  if rcfg.dataset == "synthetic":
-    x = synthetic_rated(seed=rcfg.data_seed)
-    return batching.SequenceData.from_interactions(x), None, {"order": "synthetic"}
-  if rcfg.dataset != "anime":
+  """(sequences, item authors or None, description) of the ranking section's dataset:
+  experiments/train_phoenix_ranking.py's loader with the section's data seed."""
+  if rcfg.dataset not in ("synthetic", "anime"):
     raise ValueError(f"ranking dataset must be 'synthetic' or 'anime', got {rcfg.dataset!r}")
-  from recsys_core.data.loaders import load_anime  # pylint: disable=g-import-not-at-top
-  anime = load_anime(None)
-  data = training.shuffle_unordered(batching.SequenceData.from_interactions(anime.interactions),
-                                    rcfg.data_seed)
-  authors = None
-  if rcfg.author == "genre":
-    labels = [g[0] if g else "" for g in anime.info.genre_lists()]
-    vocab = {g: i + 1 for i, g in enumerate(sorted({g for g in labels if g}))}
-    authors = np.array([vocab.get(g, 0) for g in labels], np.int32)
-  return data, authors, {"order": f"none in the data: each user's items in a random order "
-                                  f"(seed {rcfg.data_seed})", "author": rcfg.author}
+  data, authors, info = train_phoenix_ranking.load(
+      types.SimpleNamespace(dataset=rcfg.dataset, author=rcfg.author, seed=rcfg.data_seed),
+      None)
+  return data, authors, dict(info, author=rcfg.author)
 
 
 def load_retrieval_data(tcfg, data_dir: Optional[str]) -> Interactions:

@@ -49,18 +49,15 @@ def synthetic_rated(num_users: int = 150, num_items: int = 60, length: int = 30,
                     seed: int = 0) -> Interactions:
   """Item i is followed by i+1 (mod I); rating 5 for even items, 1 for odd ones."""
   rng = np.random.default_rng(seed)
-  users, items, ratings, order = [], [], [], []
-  for u in range(num_users):
-    start = int(rng.integers(num_items))
-    seq = [(start + k) % num_items for k in range(length)]
-    users += [u] * length
-    items += seq
-    ratings += [5.0 if i % 2 == 0 else 1.0 for i in seq]
-    order += list(range(length))
-  return Interactions(users=np.array(users, np.int32), items=np.array(items, np.int32),
-                      ratings=np.array(ratings, np.float32), order=np.array(order, np.int64),
-                      user_ids=np.arange(1, num_users + 1), item_ids=np.arange(1, num_items + 1),
-                      source="synthetic")
+  starts = rng.integers(num_items, size=num_users)
+  items = (starts[:, None] + np.arange(length)[None, :]) % num_items       # [U, L]
+  return Interactions(
+      users=np.repeat(np.arange(num_users), length).astype(np.int32),
+      items=items.reshape(-1).astype(np.int32),
+      ratings=np.where(items % 2 == 0, 5.0, 1.0).reshape(-1).astype(np.float32),
+      order=np.tile(np.arange(length), num_users).astype(np.int64),
+      user_ids=np.arange(1, num_users + 1), item_ids=np.arange(1, num_items + 1),
+      source="synthetic")
 
 
 def _first_genre_ids(labels: list) -> np.ndarray:
