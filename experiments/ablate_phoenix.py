@@ -64,15 +64,23 @@ from recsys_core import train as train_lib
 from recsys_core.data import load_dataset
 from recsys_core.data.types import Interactions
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiments/configs/ablate_phoenix.py:<quick|full>")
-_ABLATIONS = flags.DEFINE_list("ablations", None, "Subset of the config's ablations "
-                               "(default: all, in the config's order).")
-_SEEDS = flags.DEFINE_list("seeds", None, "Seeds (default: config.seeds).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (retrieval "
-                                "on ML-1M; anime uses the embedded copy).")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results; "
-                               "plots go to <out_dir>/plots).")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """The binary's flags (defined only when run as a binary, so that tests can import this
+  module beside other binaries)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "experiments/configs/ablate_phoenix.py:<quick|full>")
+  flags.DEFINE_list("ablations", None, "Subset of the config's ablations (default: all, in "
+                    "the config's order).")
+  flags.DEFINE_list("seeds", None, "Seeds (default: config.seeds).")
+  flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (retrieval on ML-1M; "
+                      "anime uses the embedded copy).")
+  flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results; plots go "
+                      "to <out_dir>/plots).")
+  flags.mark_flag_as_required("config")
+
 
 RESULT_PREFIX = "ablation_phoenix_"
 
@@ -577,7 +585,7 @@ def run(cfg, ablations: Optional[Sequence[str]] = None, seeds: Optional[Sequence
 
 def main(argv):
   del argv
-  paths = run(_CONFIG.value, _ABLATIONS.value, _SEEDS.value, _DATA_DIR.value, _OUT_DIR.value)
+  paths = run(FLAGS.config, FLAGS.ablations, FLAGS.seeds, FLAGS.data_dir, FLAGS.out_dir)
   for name, path in paths.items():
     with open(path) as f:
       comp = json.load(f)["comparison"]
@@ -585,5 +593,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
+  _define_flags()
   app.run(main)
