@@ -22,38 +22,27 @@ Sections:
 """
 from ml_collections import config_dict
 
+from experiments.configs import phoenix_ranking
+from experiments.configs import phoenix_retrieval
+
 
 def _ranking_model(**overrides):
-  emb = dict(emb_size=32, user_table_size=1 << 13, item_table_size=1 << 15,
-             author_table_size=1 << 10, num_user_hashes=2, num_item_hashes=2,
-             num_author_hashes=2, init_stddev=0.05)
+  """experiments/configs/phoenix_ranking.py's model, smaller, with the position option."""
+  emb = dict(emb_size=32)
   emb.update(overrides.pop("emb", {}))
-  model = dict(emb=emb, num_layers=2, num_q_heads=2, num_kv_heads=2, key_size=16,
-               widening_factor=4.0, learnable_attention_temperature=False,
-               normalize_before_projection=True, fprop_dtype="float32", history_len=32,
-               user_mode="id", high_threshold=8.0, low_threshold=4.0, num_positives=8,
-               num_negatives=24, negative_sampler="uniform",
-               score_weights=(("favorite", 1.0), ("click", 0.5), ("not_interested", -1.0)),
+  model = dict(key_size=16, history_len=32, high_threshold=8.0, low_threshold=4.0,
                candidate_positions="shared")
   model.update(overrides)
-  return model
+  return phoenix_ranking._model(emb=emb, **model)  # pylint: disable=protected-access
 
 
 def _retrieval_model(**overrides):
-  emb = dict(emb_size=32, user_table_size=1 << 12, item_table_size=1 << 15,
-             author_table_size=1 << 10, num_user_hashes=2, num_item_hashes=2,
-             num_author_hashes=2, init_stddev=0.05)
+  """experiments/configs/phoenix_retrieval.py's model, smaller, sampled softmax."""
+  emb = dict(emb_size=32, user_table_size=1 << 12, author_table_size=1 << 10)
   emb.update(overrides.pop("emb", {}))
-  model = dict(
-      emb=emb, num_layers=1, num_q_heads=2, num_kv_heads=2, key_size=16,
-      widening_factor=4.0, learnable_attention_temperature=False,
-      normalize_before_projection=True, fprop_dtype="float32",
-      history_len=50, user_mode="shared", window="random",
-      loss="sampled", num_negatives=1024, negative_sampler="uniform", sampler_alpha=0.75,
-      num_in_batch=256, log_q=True, init_temperature=0.05, learn_temperature=True,
-      loss_positions=0, pooling="last")
+  model = dict(num_layers=1, key_size=16, history_len=50, window="random", loss="sampled")
   model.update(overrides)
-  return model
+  return phoenix_retrieval._model(emb=emb, **model)  # pylint: disable=protected-access
 
 
 def _optimizer(**overrides):
