@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs several Phoenix retrieval trainings side by side on ONE accelerator.
+#
+#   bash experiments/run_gpu_retrieval.sh DATA_DIR OUT_DIR JOB [JOB ...]
+#
+# JOB is "<config name>[,<override>...]", e.g. "ml1m_gpu" or
+# "beauty_gpu,--config.model.loss=full,--config.tag=beauty_gpu_full". Each job is one
+# `python -m experiments.train_phoenix_retrieval` process with a share of the GPU memory and
+# two BLAS threads (the models are small: one job alone leaves the GPU mostly idle, so
+# several at once use it better). Result JSONs go to OUT_DIR/results, logs and metrics.jsonl
+# to OUT_DIR/logs; OUT_DIR/summary.txt gets one line per job. Every job is killed after
+# JOB_TIMEOUT seconds (default 560) so that the others' results still come back.
+set -u
+if [ $# -lt 3 ]; then
+  echo "usage: $0 DATA_DIR OUT_DIR JOB [JOB ...]" >&2
+  exit 2
+fi
+data_dir=$1; out=$2; shift 2
+mkdir -p "$out/results" "$out/logs"
+n=$#
+frac=$(python3 -c "print(min(0.45, 0.9 / $n))")
+pids=()
+for job in "$@"; do
+  IFS=, read -r name overrides <<< "$job"
+  tag=$(echo "$job" | sed -n 's/.*--config.tag=\([A-Za-z0-9_]*\).*/\1/p')
+  tag=${tag:-$name}
+  # shellcheck disable=SC2086
+  XLA_PYTHON_CLIENT_MEM_FRACTION=$frac OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 \
+    MKL_NUM_THREADS=2 PYTHONUNBUFFERED=1 timeout "${JOB_TIMEOUT:-560}" \
+    python3 -m experiments.train_phoenix_retrieval \
+      --config "experiments/configs/phoenix_retrieval.py:$name" ${overrides//,/ } \
+      --data_dir "$data_dir" --workdir "/tmp/gpu_retrieval/$tag" \
+      --results_dir "$out/results" > "$out/logs/$tag.log" 2>&1 &
+  pids+=($!)
+  echo "started $tag (pid $!)"
+done
+rc=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || rc=1
+done
+for log in "$out"/logs/*.log; do
+  tag=$(basename "$log" .log)
+  cp "/tmp/gpu_retrieval/$tag/metrics.jsonl" "$out/logs/$tag.metrics.jsonl" 2>/dev/null
+  echo "$tag: $(grep -h '"phoenix_test"' "$log" | tail -1) $(grep -h 'Error\|error:' "$log" | tail -1)"
+done | tee "$out/summary.txt"
+exit $rc
