@@ -106,3 +106,34 @@ def test_ablation_curves_are_redrawn_from_both_result_layouts(tmp_path):
     with open(path, "rb") as f:
       assert f.read(8) == PNG_MAGIC
   assert "plots/ablation_phoenix_toy.png" in (tmp_path / "README.md").read_text()
+
+
+def _retrieval_run(d, tag, seed, hr, lr=1e-3, stopped="num_epochs"):
+  results.write_result(
+      name=f"phoenix_retrieval_{tag}", dataset="ml-1m", protocol="leave_one_out",
+      model="phoenix_retrieval",
+      config={"seed": seed, "tag": tag, "data_dir": f"/data{seed}", "max_train_seconds": 10 * seed,
+              "optimizer": {"learning_rate": lr}},
+      metrics={"hr@10": hr, "ndcg@10": hr / 2, "val/ndcg@10": hr / 3,
+               "popularity/hr@10": 0.01, "ease/hr@10": 0.1, "ease/ndcg@10": 0.05},
+      seeds=[seed], wall_seconds=1.0, results_dir=d,
+      extra={"epochs": 10.0, "best_epoch": 4.0, "train_seconds": 5.0, "stopped": stopped})
+
+
+def test_retrieval_runs_pool_seeds_of_one_recipe(tmp_path):
+  d = str(tmp_path)
+  _retrieval_run(d, "a", 0, 0.30)
+  _retrieval_run(d, "a_seed1", 1, 0.32, stopped="time_budget")
+  _retrieval_run(d, "b", 0, 0.20, lr=2e-3)  # another recipe: its own row
+  results.write_result(name="ablation_phoenix_retrieval", dataset="ml-1m",
+                       protocol="leave_one_out", model="phoenix_retrieval", config={},
+                       metrics={"hr@10": 0.9}, seeds=[0], wall_seconds=1.0, results_dir=d)
+  report.regenerate(d)
+  rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
+  assert [r["files"] for r in rows] == ["a, a_seed1", "b"]  # best recipe first; ablation out
+  assert rows[0]["n"] == "2"
+  assert report.parse_cell(rows[0]["hr@10"]) == pytest.approx((0.31, 0.01), abs=5e-5)
+  assert report.parse_cell(rows[0]["ndcg@10"]) == pytest.approx((0.155, 0.005), abs=5e-5)
+  assert rows[0]["epochs"] == "4/10 4/10 (time)"
+  assert float(rows[1]["hr@10"]) == pytest.approx(0.2)
+  assert rows[0]["reference (hr@10 / ndcg@10)"].endswith("0.3152 / 0.1821")
