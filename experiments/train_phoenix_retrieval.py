@@ -235,5 +235,5 @@ def main(argv):
 
 if __name__ == "__main__":
   common.define_train_flags(
-      "experiments/configs/phoenix_retrieval.py:<quick|ml1m|beauty|sports>")
+      "experiments/configs/phoenix_retrieval.py:<quick|ml1m|beauty|sports>[_gpu]")
   app.run(main)

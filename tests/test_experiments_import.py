@@ -15,3 +15,22 @@ def test_binaries_import_together(order):
   for name in order:
     module = importlib.import_module(f"experiments.{name}")
     assert module.__name__ == f"experiments.{name}"
+
+
+def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
+  """`<dataset>_gpu` = the CPU recipe with an accelerator budget; cosine over the whole run."""
+  from experiments import train_phoenix_retrieval
+  from experiments.configs import phoenix_retrieval as configs
+  for name in ("ml1m", "beauty", "sports"):
+    cpu, gpu = configs.get_config(name), configs.get_config(name + "_gpu")
+    assert (gpu.tag, gpu.dataset, gpu.author) == (name + "_gpu", cpu.dataset, cpu.author)
+    changed = {k for k in cpu.model if cpu.model[k] != gpu.model[k]}
+    assert changed == ({"history_len"} if name == "ml1m" else {"embedding_dropout"})
+    assert train_phoenix_retrieval._model_config(gpu).history_len == gpu.model.history_len
+    opt = train_phoenix_retrieval._optimizer_config(gpu, num_steps=1000)
+    assert (opt.decay, opt.decay_steps) == ("cosine", 1000 - gpu.optimizer.warmup_steps)
+    # a fixed decay length is kept as configured
+    assert train_phoenix_retrieval._optimizer_config(cpu, 1000).decay_steps == \
+        cpu.optimizer.decay_steps
+  with pytest.raises(ValueError, match="unknown config"):
+    configs.get_config("quick_gpu")
