@@ -270,8 +270,8 @@ def retrieval_table(recs: Sequence[dict]) -> str:
         " ".join(f"{r.get('best_epoch', 0):.0f}/{r.get('epochs', 0):.0f}"
                  + (" (time)" if r.get("stopped") == "time_budget" else "") for r in pool),
         " ".join(f"{r.get('train_seconds', 0):.0f}" for r in pool),
-        f"{metric(first, 'popularity/hr@10'):.4f}", f"{metric(first, 'ease/hr@10'):.4f}",
-        f"{metric(first, 'ease/ndcg@10'):.4f}",
+        *(f"{metric(first, k):.4f}" if k in first["metrics"] else "not run"
+          for k in ("popularity/hr@10", "ease/hr@10", "ease/ndcg@10")),
         f"{ref[0]}: {ref[1]:.4f} / {ref[2]:.4f}" if ref else ""])
   text.append(_md_table(header, rows))
   return "\n".join(text)
