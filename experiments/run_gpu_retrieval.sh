@@ -8,17 +8,20 @@
 # `python -m experiments.train_phoenix_retrieval` process with a share of the GPU memory and
 # two BLAS threads (the models are small: one job alone leaves the GPU mostly idle, so
 # several at once use it better). Result JSONs go to OUT_DIR/results, logs and metrics.jsonl
-# to OUT_DIR/logs; OUT_DIR/summary.txt gets one line per job. Every job is killed after
-# JOB_TIMEOUT seconds (default 560) so that the others' results still come back.
+# to OUT_DIR/logs, checkpoints to OUT_DIR/work/<tag> (running the same command again resumes
+# from them); OUT_DIR/summary.txt gets one line per job. Every job is killed after
+# JOB_TIMEOUT seconds (default 560) so that the others' results still come back. PYTHON
+# names the interpreter (default python3; e.g. .venv/bin/python).
 set -u
 if [ $# -lt 3 ]; then
   echo "usage: $0 DATA_DIR OUT_DIR JOB [JOB ...]" >&2
   exit 2
 fi
 data_dir=$1; out=$2; shift 2
-mkdir -p "$out/results" "$out/logs"
+mkdir -p "$out/results" "$out/logs" "$out/work"
 n=$#
-frac=$(python3 -c "print(min(0.45, 0.9 / $n))")
+python=${PYTHON:-python3}
+frac=$(awk -v n="$n" 'BEGIN { f = 0.9 / n; if (f > 0.45) f = 0.45; printf "%.3f", f }')
 pids=()
 for job in "$@"; do
   IFS=, read -r name overrides <<< "$job"
@@ -27,9 +30,9 @@ for job in "$@"; do
   # shellcheck disable=SC2086
   XLA_PYTHON_CLIENT_MEM_FRACTION=$frac OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 \
     MKL_NUM_THREADS=2 PYTHONUNBUFFERED=1 timeout "${JOB_TIMEOUT:-560}" \
-    python3 -m experiments.train_phoenix_retrieval \
+    "$python" -m experiments.train_phoenix_retrieval \
       --config "experiments/configs/phoenix_retrieval.py:$name" ${overrides//,/ } \
-      --data_dir "$data_dir" --workdir "/tmp/gpu_retrieval/$tag" \
+      --data_dir "$data_dir" --workdir "$out/work/$tag" \
       --results_dir "$out/results" > "$out/logs/$tag.log" 2>&1 &
   pids+=($!)
   echo "started $tag (pid $!)"
@@ -40,7 +43,7 @@ for i in "${!pids[@]}"; do
 done
 for log in "$out"/logs/*.log; do
   tag=$(basename "$log" .log)
-  cp "/tmp/gpu_retrieval/$tag/metrics.jsonl" "$out/logs/$tag.metrics.jsonl" 2>/dev/null
+  cp "$out/work/$tag/metrics.jsonl" "$out/logs/$tag.metrics.jsonl" 2>/dev/null
   echo "$tag: $(grep -h '"phoenix_test"' "$log" | tail -1) $(grep -h 'Error\|error:' "$log" | tail -1)"
 done | tee "$out/summary.txt"
 exit $rc
