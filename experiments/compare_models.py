@@ -156,7 +156,8 @@ class PhoenixRetrievalFit:
     if not len(task.train_users):
       raise ValueError(f"{train.source}: no training sequence has >= 2 items")
     batcher = train_lib.EpochBatcher(len(task.train_users), p.batch_size, self.seed)
-    optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(**p.optimizer.to_dict()))
+    optimizer = train_lib.make_optimizer(
+        train_lib.OptimizerConfig(**p.optimizer.to_dict()).for_run(p.steps))
     params = task.fns.init(jax.random.PRNGKey(self.seed), task.example_batch()["batch"])
     state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(self.seed + 1))
     update = training.make_update_fn(task.loss_fn, optimizer)

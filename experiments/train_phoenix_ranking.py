@@ -114,7 +114,8 @@ def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) ->
   spe = batcher.steps_per_epoch
   num_steps = int(cfg.num_epochs * spe)
   eval_every = max(1, int(round(cfg.eval_every_epochs * spe)))
-  optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(**cfg.optimizer.to_dict()))
+  optimizer = train_lib.make_optimizer(
+      train_lib.OptimizerConfig(**cfg.optimizer.to_dict()).for_run(num_steps))
   params = task.init(jax.random.PRNGKey(cfg.seed))
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
   update = train_lib.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")

@@ -48,12 +48,8 @@ def _model_config(cfg) -> training.RetrievalConfig:
   return training.RetrievalConfig(emb=emb, **m)
 
 
-def _optimizer_config(cfg, num_steps: int) -> train_lib.OptimizerConfig:
-  """config.optimizer; a cosine decay with decay_steps 0 decays over the whole run."""
-  opt = cfg.optimizer.to_dict()
-  if opt["decay"] == "cosine" and opt["decay_steps"] == 0:
-    opt["decay_steps"] = max(1, num_steps - opt["warmup_steps"])
-  return train_lib.OptimizerConfig(**opt)
+def _optimizer_config(cfg) -> train_lib.OptimizerConfig:
+  return train_lib.OptimizerConfig(**cfg.optimizer.to_dict())
 
 
 def load_data(cfg, data_dir: Optional[str]):
@@ -101,7 +97,7 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
   steps_per_epoch = batcher.steps_per_epoch
   num_steps = int(cfg.num_epochs * steps_per_epoch)
   eval_every = max(1, int(round(cfg.eval_every_epochs * steps_per_epoch)))
-  optimizer = train_lib.make_optimizer(_optimizer_config(cfg, num_steps))
+  optimizer = train_lib.make_optimizer(_optimizer_config(cfg).for_run(num_steps))
   params = task.fns.init(jax.random.PRNGKey(cfg.seed), task.example_batch()["batch"])
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   logging.info("params: %d; %d steps/epoch, eval every %d steps", n_params, steps_per_epoch,

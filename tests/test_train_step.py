@@ -39,7 +39,21 @@ def test_config_validation():
   with pytest.raises(ValueError, match="adamw"):
     train.OptimizerConfig(name="adam", weight_decay=0.1)
   with pytest.raises(ValueError, match="decay_steps"):
-    train.OptimizerConfig(decay="cosine")
+    train.OptimizerConfig(decay="cosine", decay_steps=-1)
+  with pytest.raises(ValueError, match="for_run"):  # 0 = the whole run, not yet known
+    train.make_optimizer(train.OptimizerConfig(decay="cosine"))
+
+
+def test_cosine_over_the_whole_run():
+  cfg = train.OptimizerConfig(learning_rate=0.1, warmup_steps=10, decay="cosine",
+                              final_lr_factor=0.0).for_run(110)
+  assert cfg.decay_steps == 100
+  lr = train.make_schedule(cfg)
+  assert float(lr(10)) == pytest.approx(0.1) and float(lr(110)) == pytest.approx(0.0, abs=1e-7)
+  fixed = train.OptimizerConfig(decay="cosine", decay_steps=7)
+  assert fixed.for_run(1000) is fixed
+  const = train.OptimizerConfig()
+  assert const.for_run(1000) is const
 
 
 def test_global_norm_clipping_reaches_adam():

@@ -135,21 +135,16 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     if name == "ml1m_gpu":
       # SASRec's ML-1M recipe at the protocol's full length: history 200, validation on all
       # users, 200 epochs.
-      cfg.num_epochs = 200
-      cfg.max_train_seconds = 390.0
-      cfg.eval_users = 0
-      cfg.log_every = 200
-      cfg.checkpoint_every = 2000
       cfg.model.history_len = 200
+      budget = dict(num_epochs=200, max_train_seconds=390.0, eval_users=0, log_every=200,
+                    checkpoint_every=2000)
     else:
       # Amazon: dropout 0.5 on the input embeddings (SASRec's setting for these short,
       # sparse sequences), 100 epochs, validation on 2,000 users.
-      cfg.num_epochs = 100
-      cfg.max_train_seconds = 300.0
-      cfg.eval_users = 2000
-      cfg.log_every = 500
-      cfg.checkpoint_every = 5000
       cfg.model.embedding_dropout = 0.5
+      budget = dict(num_epochs=100, max_train_seconds=300.0, eval_users=2000, log_every=500,
+                    checkpoint_every=5000)
+    cfg.update(budget)
   else:
     raise ValueError(f"unknown config {name!r}; known: quick, ml1m, beauty, sports, "
                      "ml1m_gpu, beauty_gpu, sports_gpu")

@@ -36,7 +36,8 @@ class OptimizerConfig:
   clip_norm: Optional[float] = 1.0      # global-norm clipping; None = off
   warmup_steps: int = 0                 # linear warm-up over this many updates
   decay: Literal["constant", "cosine"] = "constant"
-  decay_steps: int = 0                  # cosine: length of the decay after warm-up
+  decay_steps: int = 0                  # cosine: length of the decay after warm-up;
+                                        # 0 = the whole run (resolved by `for_run`)
   final_lr_factor: float = 0.0          # cosine: lr at the end = learning_rate * this
   plateau: bool = False                 # optax.contrib.reduce_on_plateau on the train loss
   plateau_factor: float = 0.5
@@ -54,15 +55,25 @@ class OptimizerConfig:
       raise ValueError("weight_decay needs name='adamw' (Adam has no decoupled weight decay)")
     if self.decay not in ("constant", "cosine"):
       raise ValueError(f"OptimizerConfig.decay must be 'constant' or 'cosine', got {self.decay!r}")
-    if self.decay == "cosine" and self.decay_steps <= 0:
-      raise ValueError("decay='cosine' needs decay_steps > 0")
+    if self.decay_steps < 0:
+      raise ValueError(f"decay_steps must be >= 0, got {self.decay_steps}")
     if self.warmup_steps < 0:
       raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
+  def for_run(self, num_steps: int) -> "OptimizerConfig":
+    """This config for a run of `num_steps` updates: a cosine decay with decay_steps 0
+    spans every update after the warm-up; anything else is returned unchanged."""
+    if self.decay != "cosine" or self.decay_steps:
+      return self
+    return dataclasses.replace(self, decay_steps=max(1, int(num_steps) - self.warmup_steps))
 
 
 def make_schedule(cfg: OptimizerConfig) -> Callable[[jax.Array], jax.Array]:
   """The learning rate as a function of the update count (without the plateau scale)."""
   lr, warmup, steps, final = cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.final_lr_factor
+  if cfg.decay == "cosine" and steps <= 0:
+    raise ValueError("decay='cosine' needs decay_steps > 0; for decay_steps 0 (the whole "
+                     "run) build the optimizer from cfg.for_run(num_steps)")
 
   def schedule(count):
     count = jnp.asarray(count, jnp.float32)
