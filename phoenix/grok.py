@@ -218,21 +218,26 @@ class DecoderLayer(hk.Module):
     self.config = config
 
   def __call__(self, h: jax.Array, mask: jax.Array, positions: jax.Array,
-               memory: Optional[KVMemory] = None) -> tuple[jax.Array, KVMemory]:
+               memory: Optional[KVMemory] = None, dropout_rate: float = 0.0
+               ) -> tuple[jax.Array, KVMemory]:
     cfg = self.config
     zero = cfg.zero_init
+
+    def drop(x):  # on each block's output, before its residual add (training only)
+      return hk.dropout(hk.next_rng_key(), dropout_rate, x) if dropout_rate > 0 else x
+
     attn, kv = MultiHeadAttention(
         cfg.num_q_heads, cfg.num_kv_heads, cfg.key_size, model_size=h.shape[-1],
         attn_output_multiplier=cfg.attn_output_multiplier,
         learnable_temperature=cfg.learnable_temperature, zero_init=zero,
         name="multi_head_attention")(rms_norm(h, zero, "rms_norm"), mask, positions, memory)
-    h = h + rms_norm(attn, zero, "rms_norm_1")
+    h = h + drop(rms_norm(attn, zero, "rms_norm_1"))
     x = rms_norm(h, zero, "rms_norm_2")
     hidden = ffn_size(h.shape[-1], cfg.widening_factor)
     h_v = Linear(hidden, zero_init=zero, name="linear_v")(x)
     h_w1 = jax.nn.gelu(Linear(hidden, zero_init=zero, name="linear")(x))
     dense = Linear(h.shape[-1], zero_init=zero, name="linear_1")(h_w1 * h_v)
-    return h + rms_norm(dense, zero, "rms_norm_3"), kv
+    return h + drop(rms_norm(dense, zero, "rms_norm_3")), kv
 
 
 class TransformerOutput(NamedTuple):
@@ -254,6 +259,9 @@ class TransformerConfig:
     candidate_start_offset). "shared" (default): every candidate at the offset, so a
     candidate's output does not depend on its slot. "sequential": the release's behaviour,
     candidate j at offset + j (known defect §2.2; kept only to measure it).
+  dropout_rate: dropout on the attention and feed-forward block outputs before each
+    residual add, applied only in `Transformer.__call__(..., is_training=True)` (needs an
+    rng). 0 = none (the release).
   """
   emb_size: int
   key_size: int
@@ -266,6 +274,7 @@ class TransformerConfig:
   learnable_temperature: bool = False
   zero_init: bool = False
   candidate_positions: str = "shared"
+  dropout_rate: float = 0.0
 
   def __post_init__(self):
     if self.candidate_positions not in CANDIDATE_POSITIONS:
@@ -289,13 +298,15 @@ class Transformer(hk.Module):
             for i in range(self.config.num_layers)]
 
   def __call__(self, embeddings: jax.Array, mask: jax.Array,
-               candidate_start_offset: Optional[int] = None) -> TransformerOutput:
+               candidate_start_offset: Optional[int] = None,
+               is_training: bool = False) -> TransformerOutput:
     """embeddings [B, T, D], mask [B, T] (1 = valid token) -> TransformerOutput.
 
     With `candidate_start_offset`, positions >= offset are candidates: isolated by
     `make_recsys_attn_mask` and all given the rotary position `candidate_start_offset`
     (with config.candidate_positions="sequential": offset, offset+1, ..., as in the release).
-    Without it the mask is plain causal and positions are 0..T-1.
+    Without it the mask is plain causal and positions are 0..T-1. `is_training` turns on
+    config.dropout_rate (inside hk.transform with an rng).
     """
     _, seq_len, _ = embeddings.shape
     dtype = embeddings.dtype
@@ -309,8 +320,9 @@ class Transformer(hk.Module):
     full_mask = mask[:, None, None, :].astype(dtype) * attn_mask
     h = embeddings
     memory = []
+    rate = self.config.dropout_rate if is_training else 0.0
     for layer in self._layers():
-      h, kv = layer(h, full_mask, positions)
+      h, kv = layer(h, full_mask, positions, dropout_rate=rate)
       memory.append(kv._replace(mask=mask.astype(bool)))
     return TransformerOutput(embeddings=h, memory=tuple(memory))
 

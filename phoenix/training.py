@@ -149,6 +149,23 @@ def pad_batch(batch, rows: int):
   return type(batch)(*[pad_rows(np.asarray(f), rows) for f in batch])
 
 
+def pack_positions(targets: np.ndarray, size: int, rng: np.random.Generator) -> dict:
+  """The valid slots (targets >= 0) of targets [B, S], packed into `size` slots.
+
+  Returns {"packed": [size] int32 flat indices into B*S (ascending; 0 in unused slots),
+  "packed_valid": [size] bool, "positions_dropped": [] int32}. With more than `size` valid
+  slots a uniform random `size` of them is kept and the rest counted as dropped.
+  """
+  valid = np.flatnonzero(np.asarray(targets).reshape(-1) >= 0)
+  dropped = max(len(valid) - size, 0)
+  if dropped:
+    valid = np.sort(rng.choice(valid, size=size, replace=False))
+  packed = np.zeros(size, np.int32)
+  packed[:len(valid)] = valid
+  return {"packed": packed, "packed_valid": np.arange(size) < len(valid),
+          "positions_dropped": np.int32(dropped)}
+
+
 def item_popularity(data: batching.SequenceData, ends: Optional[np.ndarray] = None
                     ) -> np.ndarray:
   """[I] interaction counts in the users' training sequences."""
@@ -203,17 +220,27 @@ class RetrievalConfig(TransformerFields):
   init_temperature: float = 0.05
   learn_temperature: bool = True
   loss_positions: int = 0              # 0: every prefix; k: k random valid positions per row
+  # 0: the loss is computed over all B*S (row, position) slots, padding included. M > 0:
+  # the batch's valid target positions are packed into M slots first (a random M of them
+  # when there are more; the count dropped is logged as `positions_dropped`). Same loss
+  # when nothing is dropped, at M/(B*S) of the softmax cost: short sequences (Amazon, mean
+  # length 9 in a window of 50) leave most slots empty.
+  packed_positions: int = 0
   # User read-out: "mean" = the release's build_user_representation (masked mean over
   # [user | history]); "last" = the output at the last history position (SASRec-style).
   pooling: str = "mean"
   # Training only: dropout on the user tower's input embeddings (user and history hash
   # embeddings), the regulariser SASRec uses on ML-1M. 0 = off (the release has none).
   embedding_dropout: float = 0.0
+  # Training only: dropout on every transformer block's attention and feed-forward outputs
+  # (TransformerConfig.dropout_rate), SASRec's other dropout site. 0 = off.
+  block_dropout: float = 0.0
 
   def model_config(self):
     from phoenix.recsys_retrieval_model import PhoenixRetrievalModelConfig  # pylint: disable=g-import-not-at-top
     return PhoenixRetrievalModelConfig(
-        model=self.transformer_config(), emb_size=self.emb.emb_size, history_seq_len=self.history_len,
+        model=dataclasses.replace(self.transformer_config(), dropout_rate=self.block_dropout),
+        emb_size=self.emb.emb_size, history_seq_len=self.history_len,
         candidate_seq_len=1, fprop_dtype=jnp.dtype(self.fprop_dtype),
         hash_config=self.emb.hash_config(),
         normalize_before_projection=self.normalize_before_projection, pooling=self.pooling)
@@ -222,13 +249,20 @@ class RetrievalConfig(TransformerFields):
     return batching.BatchingConfig(history_len=self.history_len, user_mode=self.user_mode,
                                    pad_side="right")
 
+  def __post_init__(self):
+    if self.loss_positions and self.packed_positions:
+      raise ValueError("loss_positions and packed_positions are alternatives; set one "
+                       f"(got {self.loss_positions} and {self.packed_positions})")
+    if self.packed_positions < 0:
+      raise ValueError(f"packed_positions must be >= 0, got {self.packed_positions}")
+
 
 def _retrieval_model(cfg: RetrievalConfig):
   return cfg.model_config().make()
 
 
-def prefix_user_representations(model, batch, emb, pooling: Optional[str] = None
-                                ) -> tuple[jax.Array, jax.Array]:
+def prefix_user_representations(model, batch, emb, pooling: Optional[str] = None,
+                                is_training: bool = False) -> tuple[jax.Array, jax.Array]:
   """User representation of every prefix of the history: [B, S, D] (L2-normalised), [B, S].
 
   pooling="mean": row s is `build_user_representation` of the batch truncated to history
@@ -236,10 +270,12 @@ def prefix_user_representations(model, batch, emb, pooling: Optional[str] = None
   pooling="last": row s is the L2-normalised transformer output at history position s (the
   SASRec read-out; `build_user_representation` with pooling="last" of the truncated batch).
   Valid where the history position s holds an item. pooling=None: the model's own.
+  is_training: the transformer's block dropout on (needs an rng).
   """
   pooling = pooling or model.config.pooling
   embeddings, mask = model.user_history_inputs(batch, emb)
-  outputs = model.model(embeddings, mask, candidate_start_offset=None).embeddings
+  outputs = model.model(embeddings, mask, candidate_start_offset=None,
+                        is_training=is_training).embeddings
   if pooling == "mean":
     pooled, _ = prefix_pool(outputs, mask)
   elif pooling == "last":
@@ -266,7 +302,7 @@ class RetrievalFns:
             emb, user_embeddings=drop(emb.user_embeddings),
             history_post_embeddings=drop(emb.history_post_embeddings),
             history_author_embeddings=drop(emb.history_author_embeddings))
-      return prefix_user_representations(model, batch, emb)
+      return prefix_user_representations(model, batch, emb, is_training=is_training)
 
     def users(batch):
       model = _retrieval_model(cfg)
@@ -286,7 +322,7 @@ class RetrievalFns:
 
     self._init = hk.transform(init_all)
     self.prefix_users = hk.without_apply_rng(hk.transform(prefix_users)).apply
-    # prefix_users_train(params, rng, batch): with embedding dropout when configured.
+    # prefix_users_train(params, rng, batch): with embedding and block dropout when configured.
     self.prefix_users_train = functools.partial(hk.transform(prefix_users).apply,
                                                 is_training=True)
     self.users = hk.without_apply_rng(hk.transform(users)).apply
@@ -363,6 +399,8 @@ class RetrievalTask:
         valid = np.flatnonzero(targets[j] >= 0)
         pos[j] = rng.choice(valid, size=k, replace=len(valid) < k)
       out["positions"] = pos
+    if cfg.packed_positions:
+      out.update(pack_positions(targets, cfg.packed_positions, rng))
     if cfg.loss == "sampled":
       out["negatives"] = rng.choice(self.num_items, size=cfg.num_negatives,
                                     p=self.sampler_probs).astype(np.int32)
@@ -390,7 +428,7 @@ class RetrievalTask:
     fns = self.fns
     p = params["phoenix"]
     temp = fns.temperature(params)
-    if cfg.embedding_dropout > 0:
+    if cfg.embedding_dropout > 0 or cfg.block_dropout > 0:
       users, valid = fns.prefix_users_train(p, rng, batch["batch"])   # [B,S,D], [B,S]
     else:
       users, valid = fns.prefix_users(p, batch["batch"])          # [B,S,D], [B,S]
@@ -402,9 +440,16 @@ class RetrievalTask:
       valid = jnp.take_along_axis(valid, pos, axis=1)
       targets = jnp.take_along_axis(targets, pos, axis=1)
     d = users.shape[-1]
-    flat_users = users.reshape(-1, d)
+    flat_users = users.reshape(-1, d)                           # [B*S, D]
     flat_targets = jnp.maximum(targets.reshape(-1), 0)
     flat_valid = valid.reshape(-1)
+    extra = {}
+    if "packed" in batch:
+      packed = batch["packed"]                                  # [M] into the B*S slots
+      flat_users = flat_users[packed]                           # [M, D]
+      flat_targets = flat_targets[packed]
+      flat_valid = flat_valid[packed] & batch["packed_valid"]
+      extra["positions_dropped"] = batch["positions_dropped"]
     log_q = jnp.asarray(self.log_q)
     if cfg.loss == "full":
       corpus, _ = fns.candidates(p, self.corpus_batch)          # [1,I,D]
@@ -420,6 +465,8 @@ class RetrievalTask:
         flat_idx = (jnp.arange(targets.shape[0])[:, None] * batch["targets"].shape[1]
                     + batch["positions"]).reshape(-1)
         pos_reps = all_pos[flat_idx]
+      elif "packed" in batch:
+        pos_reps = all_pos[batch["packed"]]
       in_batch = batch["in_batch"]
       neg_ids = jnp.concatenate([all_targets[in_batch], batch["negatives"]])
       neg_reps = jnp.concatenate([all_pos[in_batch], self._item_reps(p, batch["negatives"])])
@@ -430,7 +477,7 @@ class RetrievalTask:
           log_q[flat_targets], log_q[neg_ids], temp, mask=flat_valid, negatives_mask=neg_valid)
     else:
       raise ValueError(f"loss must be 'full' or 'sampled', got {cfg.loss!r}")
-    return loss, {"temperature": temp, "positions": jnp.sum(flat_valid)}
+    return loss, {"temperature": temp, "positions": jnp.sum(flat_valid), **extra}
 
   def _item_reps(self, p, items: jax.Array) -> jax.Array:
     """[M, D] candidate representations of item indices (from the precomputed hashes)."""

@@ -29,5 +29,11 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
     assert train_phoenix_retrieval._model_config(gpu).history_len == gpu.model.history_len
     opt = train_phoenix_retrieval._optimizer_config(gpu).for_run(1000)
     assert (opt.decay, opt.decay_steps) == ("cosine", 1000 - gpu.optimizer.warmup_steps)
+  for name in ("beauty", "sports"):
+    gpu, cpu = configs.get_config(name + "_gpu"), configs.get_config(name + "_cpu")
+    # The CPU variant changes only speed (packing; the same loss) and the epoch budget.
+    assert {k for k in gpu.model if gpu.model[k] != cpu.model[k]} == {"packed_positions"}
+    assert cpu.num_epochs < gpu.num_epochs and cpu.optimizer == gpu.optimizer
+    assert train_phoenix_retrieval._model_config(cpu).packed_positions == 1024
   with pytest.raises(ValueError, match="unknown config"):
     configs.get_config("quick_gpu")

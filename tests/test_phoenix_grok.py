@@ -168,3 +168,29 @@ def test_temperature_applies_before_the_soft_cap():
   w = f.apply(params, logits, mask)
   ratio = np.log(w[0, 0]) - np.log(w[0, 1])
   np.testing.assert_allclose(ratio, 2 * grok.ATTN_LOGIT_CAP, rtol=1e-4)
+
+
+def test_block_dropout_only_in_training_and_keeps_causality():
+  """dropout_rate changes nothing at inference; in training it is on (rng-dependent), adds
+  no parameter, and a position's output still does not depend on later positions."""
+  x, m = _inputs(t=6)
+  plain, dropped = _config(), _config(dropout_rate=0.5)
+
+  def fwd(cfg, is_training):
+    return hk.transform(lambda x, m: cfg.make()(x, m, None, is_training=is_training).embeddings)
+
+  params = fwd(plain, False).init(jax.random.PRNGKey(0), x, m)
+  assert jax.tree.structure(fwd(dropped, True).init(jax.random.PRNGKey(0), x, m)) == \
+      jax.tree.structure(params)
+  ref = fwd(plain, False).apply(params, None, x, m)
+  np.testing.assert_allclose(np.asarray(fwd(dropped, False).apply(params, None, x, m)),
+                             np.asarray(ref), atol=1e-6)
+  train = fwd(dropped, True).apply
+  a = train(params, jax.random.PRNGKey(1), x, m)
+  b = train(params, jax.random.PRNGKey(2), x, m)
+  assert float(jnp.max(jnp.abs(a - ref))) > 1e-2 and float(jnp.max(jnp.abs(a - b))) > 1e-2
+  np.testing.assert_allclose(np.asarray(train(params, jax.random.PRNGKey(1), x, m)),
+                             np.asarray(a), atol=1e-6)
+  x2 = x.at[:, 4:].set(0.0)   # change the last two positions only
+  c = train(params, jax.random.PRNGKey(1), x2, m)
+  np.testing.assert_allclose(np.asarray(c[:, :4]), np.asarray(a[:, :4]), atol=1e-5)

@@ -170,3 +170,61 @@ def test_embedding_dropout_only_in_the_training_loss():
   users = {r: np.asarray(t.fns.prefix_users(params["phoenix"], batch["batch"])[0])
            for r, t in tasks.items()}
   np.testing.assert_array_equal(users[0.0], users[0.5])
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_packed_positions_give_the_same_loss_and_gradients(loss):
+  """Packing the valid target slots (short sequences in a long window) changes the cost, not
+  the loss: same value and gradients as the unpacked B*S computation."""
+  x = training.synthetic_sequences(8, 30, 3, 6, seed=4)   # sequences much shorter than 10
+  data = batching.SequenceData.from_interactions(x)
+  common = dict(loss=loss, num_negatives=16, num_in_batch=8, history_len=10)
+  plain = training.RetrievalTask(_tiny_cfg(**common), data, data.lengths() - 2, None, 8)
+  packed = training.RetrievalTask(_tiny_cfg(packed_positions=24, **common), data,
+                                  data.lengths() - 2, None, 8)
+  b_plain = plain.make_batch(np.arange(8), np.random.default_rng(0))
+  b_packed = packed.make_batch(np.arange(8), np.random.default_rng(0))
+  n_valid = int((b_plain["targets"] >= 0).sum())
+  assert n_valid < 24 < b_plain["targets"].size
+  assert int(b_packed["positions_dropped"]) == 0 and int(b_packed["packed_valid"].sum()) == n_valid
+  params = plain.fns.init(jax.random.PRNGKey(0), b_plain["batch"])
+  grad = jax.value_and_grad(lambda p, t, b: t.loss_fn(p, None, b), has_aux=True)
+  (v1, aux1), g1 = grad(params, plain, b_plain)
+  (v2, aux2), g2 = grad(params, packed, b_packed)
+  np.testing.assert_allclose(float(v1), float(v2), rtol=1e-5)
+  assert int(aux1["positions"]) == int(aux2["positions"]) == n_valid
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_pack_positions_drops_at_random_and_counts():
+  targets = np.full((3, 5), -1)
+  targets[0, :4] = 1
+  targets[2, :3] = 2
+  out = training.pack_positions(targets, 5, np.random.default_rng(0))
+  assert int(out["positions_dropped"]) == 2
+  assert out["packed_valid"].all()
+  kept = out["packed"]
+  assert len(set(kept.tolist())) == 5 and (targets.reshape(-1)[kept] >= 0).all()
+  out = training.pack_positions(targets, 10, np.random.default_rng(0))
+  np.testing.assert_array_equal(out["packed"][:7], [0, 1, 2, 3, 10, 11, 12])
+  np.testing.assert_array_equal(out["packed_valid"], np.arange(10) < 7)
+  with pytest.raises(ValueError, match="alternatives"):
+    _tiny_cfg(loss_positions=2, packed_positions=8)
+
+
+def test_block_dropout_makes_the_training_loss_rng_dependent_only():
+  x = training.synthetic_sequences(8, 30, 4, 9, seed=2)
+  data = batching.SequenceData.from_interactions(x)
+  task = training.RetrievalTask(_tiny_cfg(block_dropout=0.3), data, data.lengths() - 2, None, 8)
+  plain = training.RetrievalTask(_tiny_cfg(), data, data.lengths() - 2, None, 8)
+  batch = task.make_batch(np.arange(8), np.random.default_rng(0))
+  params = task.fns.init(jax.random.PRNGKey(0), batch["batch"])
+  l1 = float(task.loss_fn(params, jax.random.PRNGKey(1), batch)[0])
+  l2 = float(task.loss_fn(params, jax.random.PRNGKey(2), batch)[0])
+  assert abs(l1 - l2) > 1e-4
+  assert float(task.loss_fn(params, jax.random.PRNGKey(1), batch)[0]) == l1
+  # Evaluation (users) is the dropout-free model: same as the plain config's.
+  np.testing.assert_allclose(np.asarray(task.fns.users(params["phoenix"], batch["batch"])),
+                             np.asarray(plain.fns.users(params["phoenix"], batch["batch"])),
+                             atol=1e-6)
