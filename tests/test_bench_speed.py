@@ -1,5 +1,5 @@
 """Tests of the speed benchmarks (experiments/bench_ae_flops.py, bench_retrieval_topk.py,
-bench_input_pipeline.py) and of recsys_core.prefetch, on tiny sizes."""
+bench_input_pipeline.py, bench_retrieval_loss.py) and of recsys_core.prefetch, on tiny sizes."""
 import dataclasses
 import threading
 import time
@@ -178,3 +178,18 @@ def test_retrieval_benchmark_tiny():
     assert 0.0 <= r["recall_approx"] <= 1.0
   f32 = res["dtypes"]["float32"]
   assert res["fraction_of_copy_bandwidth"] == f32["fraction_of_copy_bandwidth"][f32["best_method"]]
+
+
+def test_retrieval_loss_benchmark_tiny():
+  """Packed and plain steps train the same loss from the same state; short sequences in a
+  longer window leave most slots empty, and the figures are per-round times."""
+  from experiments import bench_retrieval_loss
+  cfg = bench_speed.get_config("tiny").retrieval_loss
+  res = bench_retrieval_loss.run_benchmark(cfg, log=lambda s: None)
+  loss = res["loss_first_step"]
+  assert np.isfinite(loss["plain"]) and abs(loss["plain"] - loss["packed"]) < 1e-4
+  assert max(res["valid_slots_per_batch"]) < res["packed_rows"] < res["slots_per_batch"]
+  assert res["positions_dropped"] == [0] * cfg.reps
+  assert all(len(v) == cfg.rounds and min(v) > 0 for v in res["seconds_per_round"].values())
+  assert res["speedup"] == pytest.approx(res["seconds_per_step"]["plain"]
+                                         / res["seconds_per_step"]["packed"])

@@ -3,8 +3,9 @@
   experiments/bench_ae_flops.py        --config experiments/configs/bench_speed.py[:tiny]
   experiments/bench_retrieval_topk.py  --config experiments/configs/bench_speed.py[:tiny]
   experiments/bench_input_pipeline.py  --config experiments/configs/bench_speed.py[:tiny]
+  experiments/bench_retrieval_loss.py  --config experiments/configs/bench_speed.py[:tiny]
 
-Each binary reads its own section (ae_flops, retrieval, input_pipeline). "full" (default) is
+Each binary reads its own section (ae_flops, retrieval, input_pipeline, retrieval_loss). "full" (default) is
 the recorded run; "tiny" is a seconds-long smoke run (the tests use it).
 Every figure is measured in `rounds` interleaved rounds (each round times every variant once,
 so background load on the shared machine hits all variants alike); the median over rounds is
@@ -36,6 +37,12 @@ def get_config(arg: str = "full") -> config_dict.ConfigDict:
       ae_config="full", min_ratings=30, prefetch_depth=2,
       steps=3,                     # training steps per variant per round
       rounds=3, warmup=1, seed=0))
+  # Phoenix retrieval training step, packed loss positions vs all B*S slots (Amazon Beauty
+  # shape: 12,101 items, lengths 5..13 in a window of 50; the model of the recipe's config).
+  c.retrieval_loss = config_dict.ConfigDict(dict(
+      recipe="beauty_gpu", num_users=22363, num_items=12101, min_len=5, max_len=13,
+      batch_size=128, packed_positions=1024,
+      rounds=5, reps=4, warmup=1, seed=0))
   if arg == "tiny":
     c.ae_flops.update(dict(num_items=64, batch_sizes=(16,), matmul_n=64, rounds=2, reps=1))
     c.ae_flops.model_override = config_dict.ConfigDict(dict(hidden_dim=32, bottleneck_dim=16))
@@ -45,6 +52,9 @@ def get_config(arg: str = "full") -> config_dict.ConfigDict:
     c.input_pipeline.model_override = config_dict.ConfigDict(dict(hidden_dim=32,
                                                                   bottleneck_dim=16))
     c.input_pipeline.batch_size = 32
+    c.retrieval_loss.update(dict(recipe="quick", num_users=64, num_items=300, min_len=3,
+                                 max_len=6, batch_size=16, packed_positions=96, rounds=2,
+                                 reps=2))
   elif arg != "full":
     raise ValueError(f"unknown config {arg!r}: use full or tiny")
   c.name = arg
