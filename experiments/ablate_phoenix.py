@@ -100,18 +100,11 @@ class AblationRankingConfig(training.RankingConfig):
 
 
 def ranking_model_config(model: dict, **overrides) -> AblationRankingConfig:
-  m = dict(model)
-  m.update(overrides)
-  emb = training.EmbeddingConfig(**dict(m.pop("emb")))
-  m["score_weights"] = tuple(tuple(w) for w in m["score_weights"])
-  return AblationRankingConfig(emb=emb, **m)
+  return AblationRankingConfig.from_dict(model, **overrides)
 
 
 def retrieval_model_config(model: dict, **overrides) -> training.RetrievalConfig:
-  m = dict(model)
-  m.update(overrides)
-  emb = training.EmbeddingConfig(**dict(m.pop("emb")))
-  return training.RetrievalConfig(emb=emb, **m)
+  return training.RetrievalConfig.from_dict(model, **overrides)
 
 
 # ----------------------------------------------------------------------------------------

@@ -149,8 +149,7 @@ class PhoenixRetrievalFit:
     from phoenix import batching, training  # pylint: disable=g-import-not-at-top
     from recsys_core import train as train_lib  # pylint: disable=g-import-not-at-top
     p = self.pcfg
-    m = p.model.to_dict()
-    mcfg = training.RetrievalConfig(emb=training.EmbeddingConfig(**m.pop("emb")), **m)
+    mcfg = training.RetrievalConfig.from_dict(p.model.to_dict())
     data = batching.SequenceData.from_interactions(train)
     task = training.RetrievalTask(mcfg, data, data.lengths(), None, p.batch_size, self.seed)
     if not len(task.train_users):

@@ -100,11 +100,7 @@ def load(cfg, data_dir: Optional[str]) -> tuple[batching.SequenceData, Optional[
 
 
 def _model_config(cfg, **overrides) -> training.RankingConfig:
-  m = cfg.model.to_dict()
-  emb = training.EmbeddingConfig(**m.pop("emb"))
-  m["score_weights"] = tuple(tuple(w) for w in m["score_weights"])
-  m.update(overrides)
-  return training.RankingConfig(emb=emb, **m)
+  return training.RankingConfig.from_dict(cfg.model.to_dict(), **overrides)
 
 
 def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) -> dict[str, Any]:

@@ -43,9 +43,7 @@ FLAGS = flags.FLAGS
 
 
 def _model_config(cfg) -> training.RetrievalConfig:
-  m = cfg.model.to_dict()
-  emb = training.EmbeddingConfig(**m.pop("emb"))
-  return training.RetrievalConfig(emb=emb, **m)
+  return training.RetrievalConfig.from_dict(cfg.model.to_dict())
 
 
 def _optimizer_config(cfg) -> train_lib.OptimizerConfig:

@@ -195,6 +195,14 @@ class TransformerFields:
   normalize_before_projection: bool = True
   fprop_dtype: str = "float32"
 
+  @classmethod
+  def from_dict(cls, fields: Mapping[str, Any], **overrides):
+    """The config from flat fields with `emb` as a dict (a config file's or a result
+    file's `model`); keyword overrides win."""
+    m = dict(fields, **overrides)
+    m["emb"] = EmbeddingConfig(**dict(m["emb"]))
+    return cls(**m)
+
   def transformer_config(self) -> TransformerConfig:
     return TransformerConfig(emb_size=self.emb.emb_size, key_size=self.key_size,
                              num_q_heads=self.num_q_heads, num_kv_heads=self.num_kv_heads,
@@ -398,7 +406,9 @@ class RetrievalTask:
       for j in range(b):
         valid = np.flatnonzero(targets[j] >= 0)
         pos[j] = rng.choice(valid, size=k, replace=len(valid) < k)
-      out["positions"] = pos
+      # The same flat-index form as packing: row j's positions are slots j*S + pos[j].
+      out.update(packed=(np.arange(b)[:, None] * s + pos).reshape(-1).astype(np.int32),
+                 packed_valid=np.ones(b * k, bool), positions_dropped=np.int32(0))
     if cfg.packed_positions:
       out.update(pack_positions(targets, cfg.packed_positions, rng))
     if cfg.loss == "sampled":
@@ -434,17 +444,12 @@ class RetrievalTask:
       users, valid = fns.prefix_users(p, batch["batch"])          # [B,S,D], [B,S]
     targets = batch["targets"]                                  # [B,S]
     valid = valid & (targets >= 0)
-    if "positions" in batch:
-      pos = batch["positions"]
-      users = jnp.take_along_axis(users, pos[..., None], axis=1)
-      valid = jnp.take_along_axis(valid, pos, axis=1)
-      targets = jnp.take_along_axis(targets, pos, axis=1)
     d = users.shape[-1]
     flat_users = users.reshape(-1, d)                           # [B*S, D]
     flat_targets = jnp.maximum(targets.reshape(-1), 0)
     flat_valid = valid.reshape(-1)
     extra = {}
-    if "packed" in batch:
+    if "packed" in batch:   # packed_positions or loss_positions: M of the B*S slots
       packed = batch["packed"]                                  # [M] into the B*S slots
       flat_users = flat_users[packed]                           # [M, D]
       flat_targets = flat_targets[packed]
@@ -460,13 +465,7 @@ class RetrievalTask:
     elif cfg.loss == "sampled":
       all_pos = fns.candidates(p, batch["batch"])[0].reshape(-1, d)  # [B*S, D] targets
       all_targets = jnp.maximum(batch["targets"].reshape(-1), 0)
-      pos_reps = all_pos
-      if "positions" in batch:
-        flat_idx = (jnp.arange(targets.shape[0])[:, None] * batch["targets"].shape[1]
-                    + batch["positions"]).reshape(-1)
-        pos_reps = all_pos[flat_idx]
-      elif "packed" in batch:
-        pos_reps = all_pos[batch["packed"]]
+      pos_reps = all_pos[batch["packed"]] if "packed" in batch else all_pos
       in_batch = batch["in_batch"]
       neg_ids = jnp.concatenate([all_targets[in_batch], batch["negatives"]])
       neg_reps = jnp.concatenate([all_pos[in_batch], self._item_reps(p, batch["negatives"])])
@@ -547,6 +546,12 @@ class RankingConfig(TransformerFields):
   num_negatives: int = 24               # sampled negatives per list
   negative_sampler: str = "uniform"     # "uniform" | "popularity"
   score_weights: tuple = tuple(DEFAULT_SCORE_WEIGHTS.items())
+
+  @classmethod
+  def from_dict(cls, fields: Mapping[str, Any], **overrides):
+    m = dict(fields, **overrides)
+    m["score_weights"] = tuple(tuple(w) for w in m["score_weights"])   # JSON lists
+    return super().from_dict(m)
 
   def rules(self) -> batching.ActionRules:
     return batching.ActionRules(self.high_threshold, self.low_threshold)

@@ -228,3 +228,25 @@ def test_block_dropout_makes_the_training_loss_rng_dependent_only():
   np.testing.assert_allclose(np.asarray(task.fns.users(params["phoenix"], batch["batch"])),
                              np.asarray(plain.fns.users(params["phoenix"], batch["batch"])),
                              atol=1e-6)
+
+
+def test_loss_positions_select_k_valid_slots_per_row_in_the_packed_form():
+  x = training.synthetic_sequences(6, 30, 4, 9, seed=5)
+  data = batching.SequenceData.from_interactions(x)
+  task = training.RetrievalTask(_tiny_cfg(loss_positions=2), data, data.lengths() - 2, None, 6)
+  batch = task.make_batch(np.arange(6), np.random.default_rng(0))
+  b, s = batch["targets"].shape
+  rows, cols = np.divmod(batch["packed"], s)
+  np.testing.assert_array_equal(rows, np.repeat(np.arange(b), 2))
+  assert (batch["targets"][rows, cols] >= 0).all() and batch["packed_valid"].all()
+
+
+def test_configs_round_trip_through_from_dict():
+  import dataclasses
+  r = _tiny_cfg(block_dropout=0.1, packed_positions=8)
+  assert training.RetrievalConfig.from_dict(dataclasses.asdict(r)) == r
+  assert training.RetrievalConfig.from_dict(dataclasses.asdict(r), history_len=3).history_len == 3
+  k = training.RankingConfig(num_layers=0)
+  d = dataclasses.asdict(k)
+  d["score_weights"] = [list(w) for w in d["score_weights"]]    # as JSON gives it back
+  assert training.RankingConfig.from_dict(d) == k

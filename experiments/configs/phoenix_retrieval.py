@@ -10,8 +10,8 @@ Use as `--config experiments/configs/phoenix_retrieval.py:<name>` with <name> on
           2-core CPU): ML-1M at the protocol's full history of 200 with many more epochs,
           Amazon with dropout 0.5 and many more epochs (see the comments below)
   beauty_cpu, sports_cpu
-          the Amazon *_gpu recipes with packed loss positions and 24 / 20 epochs: an hour
-          or so on the 2-core CPU
+          the Amazon *_gpu recipes with packed loss positions and 24 / 20 epochs: 35-50 min
+          on one CPU core
 Every field is recorded in the result file. `model` fields map 1:1 onto
 phoenix.training.RetrievalConfig (and `model.emb` onto EmbeddingConfig).
 """
@@ -150,7 +150,7 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
                     checkpoint_every=5000)
     cfg.update(budget)
   elif name in ("beauty_cpu", "sports_cpu"):
-    # The *_gpu Amazon recipe shortened to fit the 2-core CPU (~35 min for Beauty, ~45 for
+    # The *_gpu Amazon recipe shortened to fit the 2-core CPU (~35 min for Beauty, ~50 for
     # Sports on one core each): the valid target slots packed into 1,024 loss rows per batch
     # (the same loss as B*S = 6,400 rows; Amazon windows are ~88% padding; 1.24x the step
     # speed in bench_retrieval_loss_cpu.json), and the
