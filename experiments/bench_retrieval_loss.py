@@ -6,8 +6,9 @@ r"""Phoenix retrieval training step: packed loss positions against the plain B*S
 Data: synthetic next-item sequences (phoenix.training.synthetic_sequences) with the shape of
 Amazon Beauty (12,101 items, 22,363 users; lengths 5..13, mean 9, in a history window of 50),
 so ~88% of the B*S = 6,400 target slots of a batch are padding (measured: `valid_fraction`
-in bench_retrieval_loss_cpu.json). Model and optimizer: the `beauty_gpu` recipe of experiments/configs/phoenix_retrieval.py (full softmax over the whole
-corpus at every prefix position, embedding dropout 0.5), batch 128.
+in bench_retrieval_loss_cpu.json). Model and optimizer: the `beauty_gpu` recipe of
+experiments/configs/phoenix_retrieval.py (full softmax over the whole corpus at every prefix
+position, embedding dropout 0.5), batch 128.
 
 Variants, the same batches and the same initial parameters:
   plain   packed_positions=0: logits [B*S, I] over every slot, padding included
