@@ -15,7 +15,11 @@ Rules (all configurable through `BatchingConfig`):
     movies.dat; anime: the first genre; ml-latest-small: the first genre of movies.csv),
     given as `item_authors [I]` with 0 = unknown. Author id = attribute + 1, so every
     item has a non-padding author; items with an unknown attribute share author id 1.
-    Without attributes every item has the single shared author 1.
+    Without attributes every item has the single shared author 1. Several attributes
+    (`item_authors [I, F]`, e.g. Amazon brand and leaf category) split the author hash
+    slots between them: field f fills slots f*n/F .. (f+1)*n/F - 1 of the n =
+    num_author_hashes slots with hashes of its own id (offset by f * FIELD_ID_STRIDE, so
+    equal attribute values of different fields are different ids).
   * Users. `user_mode="id"`: the user's original id is hashed (a learned per-user
     embedding); "shared": every user is user 1 (the model sees only the history).
   * History actions, multi-hot over `phoenix.runners.ACTIONS` (19 heads):
@@ -377,6 +381,7 @@ def ranking_batch(data: SequenceData, users: np.ndarray, cuts: np.ndarray, cfg: 
 # Featurisation: ids -> hashes -> RecsysBatch.
 
 HashFn = Callable[[np.ndarray, int], np.ndarray]  # ids [...] (0 = pad) -> [..., n] hashes
+FIELD_ID_STRIDE = 1 << 32  # author id offset between attribute fields of item_authors [I, F]
 
 
 @dataclasses.dataclass
@@ -384,7 +389,8 @@ class Featurizer:
   """Turns `IdBatch`es into `RecsysBatch`es.
 
   Attributes:
-    item_authors: [I] int attribute id per item (0 = unknown), or None (shared author).
+    item_authors: [I] int attribute id per item (0 = unknown), [I, F] for F attribute
+      fields (num_author_hashes must be a multiple of F), or None (shared author).
     hash_ids: (ids, num_hashes) -> [..., num_hashes] int32 hashes; id 0 must map to all-0
       (padding) and every other id to non-zero hashes.
     num_user_hashes, num_item_hashes, num_author_hashes: as in HashConfig.
@@ -399,26 +405,46 @@ class Featurizer:
     """Dense item index (-1 = pad) -> post id (0 = pad)."""
     return np.where(items >= 0, items + 1, 0).astype(np.int64)
 
+  def __post_init__(self):
+    if self.item_authors is not None:
+      authors = np.asarray(self.item_authors)
+      if authors.ndim not in (1, 2) or not np.issubdtype(authors.dtype, np.integer):
+        raise ValueError(f"item_authors must be an int array [I] or [I, F], got "
+                         f"{authors.dtype} {authors.shape}")
+      if authors.ndim == 2 and self.num_author_hashes % authors.shape[1]:
+        raise ValueError(f"num_author_hashes ({self.num_author_hashes}) must be a multiple of "
+                         f"the number of author fields ({authors.shape[1]})")
+
   def author_ids(self, items: np.ndarray) -> np.ndarray:
-    """Dense item index (-1 = pad) -> author id (0 = pad, 1 = unknown/shared, attr + 1)."""
+    """Dense item index [...] (-1 = pad) -> author ids [..., F] (F = 1 without fields):
+    0 = pad, else attr + 1 (1 = unknown / the shared author) + f * FIELD_ID_STRIDE."""
     if self.item_authors is None:
-      return np.where(items >= 0, 1, 0).astype(np.int64)
+      return np.where(items >= 0, 1, 0).astype(np.int64)[..., None]
     authors = np.asarray(self.item_authors, np.int64)
-    return np.where(items >= 0, authors[np.maximum(items, 0)] + 1, 0)
+    if authors.ndim == 1:
+      authors = authors[:, None]
+    offsets = np.arange(authors.shape[1], dtype=np.int64) * FIELD_ID_STRIDE
+    ids = authors[np.maximum(items, 0)] + 1 + offsets                       # [..., F]
+    return np.where((items >= 0)[..., None], ids, 0)
+
+  def author_hashes(self, items: np.ndarray, hash_fn: HashFn) -> np.ndarray:
+    """Dense item index [...] -> [..., num_author_hashes] author hashes (fields side by side)."""
+    ids = self.author_ids(items)                                             # [..., F]
+    per_field = self.num_author_hashes // ids.shape[-1]
+    return np.concatenate([hash_fn(ids[..., f], per_field) for f in range(ids.shape[-1])],
+                          axis=-1)
 
   def __call__(self, ids: IdBatch):
     from phoenix.recsys_model import RecsysBatch  # pylint: disable=g-import-not-at-top
     return RecsysBatch(
         user_hashes=self.hash_ids(np.asarray(ids.user_ids, np.int64), self.num_user_hashes),
         history_post_hashes=self.hash_ids(self.post_ids(ids.history_items), self.num_item_hashes),
-        history_author_hashes=self.hash_ids(self.author_ids(ids.history_items),
-                                            self.num_author_hashes),
+        history_author_hashes=self.author_hashes(ids.history_items, self.hash_ids),
         history_actions=np.asarray(ids.history_actions, np.float32),
         history_product_surface=np.asarray(ids.history_surface, np.int32),
         candidate_post_hashes=self.hash_ids(self.post_ids(ids.candidate_items),
                                             self.num_item_hashes),
-        candidate_author_hashes=self.hash_ids(self.author_ids(ids.candidate_items),
-                                              self.num_author_hashes),
+        candidate_author_hashes=self.author_hashes(ids.candidate_items, self.hash_ids),
         candidate_product_surface=np.asarray(ids.candidate_surface, np.int32),
     )
 

@@ -104,13 +104,13 @@ class _KindFeaturizer(batching.Featurizer):
     return RecsysBatch(
         user_hashes=h("user", np.asarray(ids.user_ids, np.int64), self.num_user_hashes),
         history_post_hashes=h("item", self.post_ids(ids.history_items), self.num_item_hashes),
-        history_author_hashes=h("author", self.author_ids(ids.history_items),
-                                self.num_author_hashes),
+        history_author_hashes=self.author_hashes(ids.history_items,
+                                                 functools.partial(h, "author")),
         history_actions=np.asarray(ids.history_actions, np.float32),
         history_product_surface=np.asarray(ids.history_surface, np.int32),
         candidate_post_hashes=h("item", self.post_ids(ids.candidate_items), self.num_item_hashes),
-        candidate_author_hashes=h("author", self.author_ids(ids.candidate_items),
-                                  self.num_author_hashes),
+        candidate_author_hashes=self.author_hashes(ids.candidate_items,
+                                                   functools.partial(h, "author")),
         candidate_product_surface=np.asarray(ids.candidate_surface, np.int32))
 
 
@@ -791,9 +791,18 @@ def synthetic_sequences(num_users: int, num_items: int, min_len: int, max_len: i
 
 def item_authors_for(dataset: str, author: str, item_ids: np.ndarray,
                      data_dir: Optional[str]) -> tuple[Optional[np.ndarray], dict]:
-  """[I] author attribute per item (0 = unknown) and a description, or (None, ...) = shared."""
+  """[I] author attribute per item (0 = unknown) and a description, or (None, ...) = shared.
+
+  `author` may join several attributes with "+" (Amazon: "brand+category"): the result is
+  then [I, F], one column per attribute, which the featurizer hashes into separate author
+  hash slots (see phoenix.batching).
+  """
   if author == "none":
     return None, {"author": "shared (one author)"}
+  if "+" in author:
+    parts = [item_authors_for(dataset, field, item_ids, data_dir) for field in author.split("+")]
+    return (np.stack([attr for attr, _ in parts], axis=1),
+            {"author": author, "fields": [info for _, info in parts]})
   from recsys_core.data import attributes  # pylint: disable=g-import-not-at-top
   from recsys_core.data.loaders import dataset_file  # pylint: disable=g-import-not-at-top
   path = dataset_file(dataset, data_dir, attributes=True)

@@ -73,9 +73,33 @@ def test_author_mapping():
   authors = np.array([0, 3, 3, 1])  # item 0 has an unknown attribute
   feat = batching.Featurizer(authors, lambda ids, n: np.repeat(ids[..., None], n, -1))
   items = np.array([[0, 1, 2, 3, -1]])
-  np.testing.assert_array_equal(feat.author_ids(items), [[1, 4, 4, 2, 0]])
+  np.testing.assert_array_equal(feat.author_ids(items)[..., 0], [[1, 4, 4, 2, 0]])
   shared = batching.Featurizer(None, lambda ids, n: np.repeat(ids[..., None], n, -1))
-  np.testing.assert_array_equal(shared.author_ids(items), [[1, 1, 1, 1, 0]])
+  np.testing.assert_array_equal(shared.author_ids(items)[..., 0], [[1, 1, 1, 1, 0]])
+
+
+def test_author_fields_split_the_hash_slots():
+  # Two attribute fields (e.g. brand, category) with 4 author hash slots: slots 0-1 hash
+  # the first field's id, slots 2-3 the second's (offset by FIELD_ID_STRIDE).
+  authors = np.array([[0, 2], [5, 2], [5, 0]])
+  hash_fn = lambda ids, n: np.stack([np.where(ids > 0, ids * 10 + k, 0) for k in range(n)], -1)
+  feat = batching.Featurizer(authors, hash_fn, num_author_hashes=4)
+  items = np.array([[2, 0, -1]])
+  stride = batching.FIELD_ID_STRIDE
+  np.testing.assert_array_equal(feat.author_ids(items),
+                                [[[6, 1 + stride], [1, 3 + stride], [0, 0]]])
+  got = feat.author_hashes(items, hash_fn)                                  # [1, 3, 4]
+  np.testing.assert_array_equal(got[0, 0], [60, 61, (1 + stride) * 10, (1 + stride) * 10 + 1])
+  np.testing.assert_array_equal(got[0, 2], 0)                               # padding
+  # Equal values in different fields are different ids, so they never share hashes.
+  same = batching.Featurizer(np.array([[4, 4]]), hash_fn, num_author_hashes=2)
+  ids = same.author_ids(np.array([0]))[0]
+  assert ids[0] != ids[1]
+  assert same.author_hashes(np.array([0]), hash_fn)[0].tolist() == [50, (5 + stride) * 10]
+  with pytest.raises(ValueError, match="multiple of the number of author fields"):
+    batching.Featurizer(np.zeros((3, 3), np.int64), hash_fn, num_author_hashes=4)
+  with pytest.raises(ValueError, match="int array"):
+    batching.Featurizer(np.zeros((3,), np.float32), hash_fn)
 
 
 def test_retrieval_windows_and_prefix_targets():

@@ -250,3 +250,31 @@ def test_configs_round_trip_through_from_dict():
   d = dataclasses.asdict(k)
   d["score_weights"] = [list(w) for w in d["score_weights"]]    # as JSON gives it back
   assert training.RankingConfig.from_dict(d) == k
+
+
+def test_two_author_fields_from_the_amazon_attribute_file(tmp_path):
+  # brand+category: an [I, 2] attribute array whose fields fill separate author hash slots.
+  folder = tmp_path / "amazon_beauty_seq"
+  folder.mkdir()
+  # Items 1, 2 share brand 9 (brands only ever come first); categories 3 / 4.
+  (folder / "Beauty_item2attributes.json").write_text(
+      '{"1": [9, 3], "2": [9, 4], "3": [3], "4": [4, 3]}')
+  ids = np.array([1, 2, 3, 4])
+  brand, _ = training.item_authors_for("beauty", "brand", ids, str(tmp_path))
+  both, info = training.item_authors_for("beauty", "brand+category", ids, str(tmp_path))
+  assert both.shape == (4, 2) and info["author"] == "brand+category"
+  np.testing.assert_array_equal(both[:, 0], brand)
+  assert both[0, 0] == both[1, 0] and both[0, 1] != both[1, 1]   # same brand, other category
+  x = training.synthetic_sequences(4, 4, 3, 6, seed=0)
+  data = batching.SequenceData.from_interactions(x)
+  cfg = _tiny_cfg(emb=training.EmbeddingConfig(emb_size=16, user_table_size=64,
+                                               item_table_size=128, author_table_size=64,
+                                               num_author_hashes=4))
+  task = training.RetrievalTask(cfg, data, data.lengths(), both, batch_size=4)
+  hashes = np.asarray(task.corpus_batch.candidate_author_hashes)[0]      # [I, 4]
+  # Items 0 and 1 (same brand): equal brand slots, different category slots.
+  np.testing.assert_array_equal(hashes[0, :2], hashes[1, :2])
+  assert (hashes[0, 2:] != hashes[1, 2:]).any()
+  batch = task.make_batch(np.arange(4), np.random.default_rng(0))
+  params = task.fns.init(jax.random.PRNGKey(0), batch["batch"])
+  assert np.isfinite(float(task.loss_fn(params, jax.random.PRNGKey(1), batch)[0]))

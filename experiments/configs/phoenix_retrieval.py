@@ -48,7 +48,9 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
   cfg.patience = 5                   # evaluations without val improvement before stopping
   cfg.selection_metric = "ndcg@10"
   cfg.ks = (5, 10, 20, 50)
-  cfg.author = "none"                # "none" | "genre" (ML-1M) | "brand" | "category"
+  # "none" | "genre" (ML-1M) | "brand" | "category" | "brand+category" (Amazon; the two
+  # attributes split the author hash slots, so use model.emb.num_author_hashes=4 with it)
+  cfg.author = "none"
   cfg.baselines = True               # popularity and EASE in the same run
   cfg.ease_l2_grid = (100.0, 500.0, 2000.0)
   cfg.optimizer = config_dict.ConfigDict(dict(
