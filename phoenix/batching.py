@@ -392,7 +392,8 @@ class Featurizer:
     item_authors: [I] int attribute id per item (0 = unknown), [I, F] for F attribute
       fields (num_author_hashes must be a multiple of F), or None (shared author).
     hash_ids: (ids, num_hashes) -> [..., num_hashes] int32 hashes; id 0 must map to all-0
-      (padding) and every other id to non-zero hashes.
+      (padding) and every other id to non-zero hashes. (A subclass may override `hash`
+      instead, to hash each id kind differently: phoenix.training does.)
     num_user_hashes, num_item_hashes, num_author_hashes: as in HashConfig.
   """
   item_authors: Optional[np.ndarray]
@@ -401,50 +402,57 @@ class Featurizer:
   num_item_hashes: int = 2
   num_author_hashes: int = 2
 
+  # [I, F] author ids per item (attr + 1 + f * FIELD_ID_STRIDE), or None: derived once.
+  _author_table: Optional[np.ndarray] = dataclasses.field(init=False, repr=False, default=None)
+
+  def __post_init__(self):
+    if self.item_authors is None:
+      return
+    authors = np.asarray(self.item_authors)
+    if authors.ndim not in (1, 2) or not np.issubdtype(authors.dtype, np.integer):
+      raise ValueError(f"item_authors must be an int array [I] or [I, F], got "
+                       f"{authors.dtype} {authors.shape}")
+    authors = authors.reshape(len(authors), -1).astype(np.int64)             # [I, F]
+    if self.num_author_hashes % authors.shape[1]:
+      raise ValueError(f"num_author_hashes ({self.num_author_hashes}) must be a multiple of "
+                       f"the number of author fields ({authors.shape[1]})")
+    self._author_table = authors + 1 + np.arange(authors.shape[1]) * FIELD_ID_STRIDE
+
+  def hash(self, kind: str, ids: np.ndarray, num_hashes: int) -> np.ndarray:
+    """ids [...] of one kind ("user" / "item" / "author") -> [..., num_hashes] hashes."""
+    del kind  # one hash function for every kind here; see phoenix.training for per-kind
+    return self.hash_ids(ids, num_hashes)
+
   def post_ids(self, items: np.ndarray) -> np.ndarray:
     """Dense item index (-1 = pad) -> post id (0 = pad)."""
     return np.where(items >= 0, items + 1, 0).astype(np.int64)
 
-  def __post_init__(self):
-    if self.item_authors is not None:
-      authors = np.asarray(self.item_authors)
-      if authors.ndim not in (1, 2) or not np.issubdtype(authors.dtype, np.integer):
-        raise ValueError(f"item_authors must be an int array [I] or [I, F], got "
-                         f"{authors.dtype} {authors.shape}")
-      if authors.ndim == 2 and self.num_author_hashes % authors.shape[1]:
-        raise ValueError(f"num_author_hashes ({self.num_author_hashes}) must be a multiple of "
-                         f"the number of author fields ({authors.shape[1]})")
-
   def author_ids(self, items: np.ndarray) -> np.ndarray:
     """Dense item index [...] (-1 = pad) -> author ids [..., F] (F = 1 without fields):
     0 = pad, else attr + 1 (1 = unknown / the shared author) + f * FIELD_ID_STRIDE."""
-    if self.item_authors is None:
+    if self._author_table is None:
       return np.where(items >= 0, 1, 0).astype(np.int64)[..., None]
-    authors = np.asarray(self.item_authors, np.int64)
-    if authors.ndim == 1:
-      authors = authors[:, None]
-    offsets = np.arange(authors.shape[1], dtype=np.int64) * FIELD_ID_STRIDE
-    ids = authors[np.maximum(items, 0)] + 1 + offsets                       # [..., F]
-    return np.where((items >= 0)[..., None], ids, 0)
+    return np.where((items >= 0)[..., None], self._author_table[np.maximum(items, 0)], 0)
 
-  def author_hashes(self, items: np.ndarray, hash_fn: HashFn) -> np.ndarray:
+  def author_hashes(self, items: np.ndarray) -> np.ndarray:
     """Dense item index [...] -> [..., num_author_hashes] author hashes (fields side by side)."""
     ids = self.author_ids(items)                                             # [..., F]
     per_field = self.num_author_hashes // ids.shape[-1]
-    return np.concatenate([hash_fn(ids[..., f], per_field) for f in range(ids.shape[-1])],
-                          axis=-1)
+    return np.concatenate([self.hash("author", ids[..., f], per_field)
+                           for f in range(ids.shape[-1])], axis=-1)
 
   def __call__(self, ids: IdBatch):
     from phoenix.recsys_model import RecsysBatch  # pylint: disable=g-import-not-at-top
     return RecsysBatch(
-        user_hashes=self.hash_ids(np.asarray(ids.user_ids, np.int64), self.num_user_hashes),
-        history_post_hashes=self.hash_ids(self.post_ids(ids.history_items), self.num_item_hashes),
-        history_author_hashes=self.author_hashes(ids.history_items, self.hash_ids),
+        user_hashes=self.hash("user", np.asarray(ids.user_ids, np.int64), self.num_user_hashes),
+        history_post_hashes=self.hash("item", self.post_ids(ids.history_items),
+                                      self.num_item_hashes),
+        history_author_hashes=self.author_hashes(ids.history_items),
         history_actions=np.asarray(ids.history_actions, np.float32),
         history_product_surface=np.asarray(ids.history_surface, np.int32),
-        candidate_post_hashes=self.hash_ids(self.post_ids(ids.candidate_items),
-                                            self.num_item_hashes),
-        candidate_author_hashes=self.author_hashes(ids.candidate_items, self.hash_ids),
+        candidate_post_hashes=self.hash("item", self.post_ids(ids.candidate_items),
+                                        self.num_item_hashes),
+        candidate_author_hashes=self.author_hashes(ids.candidate_items),
         candidate_product_surface=np.asarray(ids.candidate_surface, np.int32),
     )
 

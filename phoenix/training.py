@@ -98,20 +98,8 @@ class _KindFeaturizer(batching.Featurizer):
   """A Featurizer whose hash function depends on the id kind (user / item / author)."""
   kind_hash: Any = None
 
-  def __call__(self, ids: batching.IdBatch):
-    from phoenix.recsys_model import RecsysBatch  # pylint: disable=g-import-not-at-top
-    h = self.kind_hash
-    return RecsysBatch(
-        user_hashes=h("user", np.asarray(ids.user_ids, np.int64), self.num_user_hashes),
-        history_post_hashes=h("item", self.post_ids(ids.history_items), self.num_item_hashes),
-        history_author_hashes=self.author_hashes(ids.history_items,
-                                                 functools.partial(h, "author")),
-        history_actions=np.asarray(ids.history_actions, np.float32),
-        history_product_surface=np.asarray(ids.history_surface, np.int32),
-        candidate_post_hashes=h("item", self.post_ids(ids.candidate_items), self.num_item_hashes),
-        candidate_author_hashes=self.author_hashes(ids.candidate_items,
-                                                   functools.partial(h, "author")),
-        candidate_product_surface=np.asarray(ids.candidate_surface, np.int32))
+  def hash(self, kind: str, ids: np.ndarray, num_hashes: int) -> np.ndarray:
+    return self.kind_hash(kind, ids, num_hashes)
 
 
 def lookup_embeddings(batch, ecfg: EmbeddingConfig):

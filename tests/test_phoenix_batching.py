@@ -88,14 +88,14 @@ def test_author_fields_split_the_hash_slots():
   stride = batching.FIELD_ID_STRIDE
   np.testing.assert_array_equal(feat.author_ids(items),
                                 [[[6, 1 + stride], [1, 3 + stride], [0, 0]]])
-  got = feat.author_hashes(items, hash_fn)                                  # [1, 3, 4]
+  got = feat.author_hashes(items)                                  # [1, 3, 4]
   np.testing.assert_array_equal(got[0, 0], [60, 61, (1 + stride) * 10, (1 + stride) * 10 + 1])
   np.testing.assert_array_equal(got[0, 2], 0)                               # padding
   # Equal values in different fields are different ids, so they never share hashes.
   same = batching.Featurizer(np.array([[4, 4]]), hash_fn, num_author_hashes=2)
   ids = same.author_ids(np.array([0]))[0]
   assert ids[0] != ids[1]
-  assert same.author_hashes(np.array([0]), hash_fn)[0].tolist() == [50, (5 + stride) * 10]
+  assert same.author_hashes(np.array([0]))[0].tolist() == [50, (5 + stride) * 10]
   with pytest.raises(ValueError, match="multiple of the number of author fields"):
     batching.Featurizer(np.zeros((3, 3), np.int64), hash_fn, num_author_hashes=4)
   with pytest.raises(ValueError, match="int array"):
