@@ -40,10 +40,8 @@ class RatingsConfig:
       dlo, dhi = infer_scale(ratings)
       lo = dlo if lo is None else lo
       hi = dhi if hi is None else hi
-    return RatingTransform(lo=lo, hi=hi, neutral=self.neutral, tau=self.tau, z_clip=self.z_clip,
-                           std_floor=self.std_floor, dropped_mode=self.dropped_mode,
-                           dropped_rating=self.dropped_rating, dropped_k=self.dropped_k,
-                           dropped_in_loss=self.dropped_in_loss)
+    # Same field names as RatingTransform: a field added to one and not the other fails here.
+    return RatingTransform(**{**dataclasses.asdict(self), "lo": lo, "hi": hi})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anime_ae import analysis, losses, recommend
-from anime_ae.config import AEConfig
+from anime_ae.config import AEConfig, RatingsConfig
 from anime_ae.model import AEOutput, ModelConfig
 from anime_ae.profiles import InputDropout, build_profiles, dense_batch, filter_profiles
 from anime_ae.ratings import RatingTransform
@@ -200,6 +200,20 @@ def test_dropped_unrated_fixed_vs_user_relative():
   assert not in_loss[3]
   with pytest.raises(ValueError, match="dropped_mode"):
     RatingTransform(dropped_mode="zero")
+
+
+def test_ratings_config_makes_the_transform_it_describes():
+  # Every knob set away from its default reaches the transform; an open scale is inferred from
+  # the data (1-5 stars here) and a given end is kept.
+  cfg = RatingsConfig(lo=None, hi=None, neutral=3.5, tau=0.7, z_clip=1.5, std_floor=0.3,
+                      dropped_mode="user_relative", dropped_rating=1.5, dropped_k=1.0,
+                      dropped_in_loss=False)
+  t = cfg.make(np.array([2.0, 4.0, np.nan, 5.0], np.float32))
+  assert (t.lo, t.hi) == (1.0, 5.0)
+  for f in dataclasses.fields(RatingsConfig):
+    if f.name not in ("lo", "hi"):
+      assert getattr(t, f.name) == getattr(cfg, f.name), f.name
+  assert dataclasses.replace(cfg, hi=7.0).make(None).hi == 7.0
 
 
 # --- profiles, filters, batches, dropout ----------------------------------------------
