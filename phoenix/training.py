@@ -74,32 +74,26 @@ def hash_table_config(ecfg: EmbeddingConfig):
                                  init_stddev=ecfg.init_stddev)
 
 
-def _hash_fn(ecfg: EmbeddingConfig):
-  """(kind, ids (0 = padding), n) -> hashes, with phoenix.hashing (whose padding id is < 0)."""
-  from phoenix import hashing  # pylint: disable=g-import-not-at-top
-  sizes = {"user": ecfg.user_table_size, "item": ecfg.item_table_size,
-           "author": ecfg.author_table_size}
-
-  def fn(kind: str, ids: np.ndarray, n: int) -> np.ndarray:
-    ids = np.asarray(ids, np.int64)
-    return hashing.hash_ids(np.where(ids > 0, ids, hashing.PADDING_ID), n, sizes[kind], kind)
-  return fn
-
-
 def make_featurizer(ecfg: EmbeddingConfig, item_authors: Optional[np.ndarray]
                     ) -> batching.Featurizer:
   """Ids -> hashes with phoenix.hashing (each id kind with its own table and salts)."""
   return _KindFeaturizer(item_authors, None, ecfg.num_user_hashes, ecfg.num_item_hashes,
-                         ecfg.num_author_hashes, kind_hash=_hash_fn(ecfg))
+                         ecfg.num_author_hashes,
+                         table_sizes={"user": ecfg.user_table_size, "item": ecfg.item_table_size,
+                                      "author": ecfg.author_table_size})
 
 
 @dataclasses.dataclass
 class _KindFeaturizer(batching.Featurizer):
-  """A Featurizer whose hash function depends on the id kind (user / item / author)."""
-  kind_hash: Any = None
+  """A Featurizer hashing each id kind into its own table with its own salts
+  (phoenix.hashing, whose padding id is < 0); the base class's hash_ids is unused (None)."""
+  table_sizes: Optional[dict[str, int]] = None
 
   def hash(self, kind: str, ids: np.ndarray, num_hashes: int) -> np.ndarray:
-    return self.kind_hash(kind, ids, num_hashes)
+    from phoenix import hashing  # pylint: disable=g-import-not-at-top
+    ids = np.asarray(ids, np.int64)
+    return hashing.hash_ids(np.where(ids > 0, ids, hashing.PADDING_ID), num_hashes,
+                            self.table_sizes[kind], kind)
 
 
 def lookup_embeddings(batch, ecfg: EmbeddingConfig):

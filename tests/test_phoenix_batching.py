@@ -88,7 +88,7 @@ def test_author_fields_split_the_hash_slots():
   stride = batching.FIELD_ID_STRIDE
   np.testing.assert_array_equal(feat.author_ids(items),
                                 [[[6, 1 + stride], [1, 3 + stride], [0, 0]]])
-  got = feat.author_hashes(items)                                  # [1, 3, 4]
+  got = feat.author_hashes(items)                                            # [1, 3, 4]
   np.testing.assert_array_equal(got[0, 0], [60, 61, (1 + stride) * 10, (1 + stride) * 10 + 1])
   np.testing.assert_array_equal(got[0, 2], 0)                               # padding
   # Equal values in different fields are different ids, so they never share hashes.
