@@ -44,6 +44,23 @@ def test_config_validation():
     train.make_optimizer(train.OptimizerConfig(decay="cosine"))
 
 
+def test_decay_matrices_only_leaves_vectors_and_scalars_undecayed():
+  # With zero gradients AdamW's update is -lr * wd * param on the decayed leaves only.
+  params = {"w": jnp.ones((3, 2)), "b": jnp.ones((2,)), "t": jnp.ones(())}
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  for only, decayed in ((False, {"w", "b", "t"}), (True, {"w"})):
+    opt = train.make_optimizer(train.OptimizerConfig(
+        name="adamw", learning_rate=0.1, weight_decay=0.5, decay_matrices_only=only))
+    updates, _ = opt.update(zeros, opt.init(params), params, value=jnp.float32(0.0))
+    for name, u in updates.items():
+      np.testing.assert_allclose(u, -0.05 * params[name] if name in decayed else 0.0 * u,
+                                 err_msg=f"{name} (decay_matrices_only={only})")
+  with pytest.raises(ValueError, match="not both"):
+    train.make_optimizer(train.OptimizerConfig(name="adamw", weight_decay=0.1,
+                                               decay_matrices_only=True),
+                         weight_decay_mask=lambda p: p)
+
+
 def test_cosine_over_the_whole_run():
   cfg = train.OptimizerConfig(learning_rate=0.1, warmup_steps=10, decay="cosine",
                               final_lr_factor=0.0).for_run(110)

@@ -30,6 +30,7 @@ from recsys_core.train.loop import fit
 from recsys_core.train.optim import OptimizerConfig
 from recsys_core.train.optim import make_optimizer
 from recsys_core.train.optim import make_schedule
+from recsys_core.train.optim import matrices_only_mask
 from recsys_core.train.optim import plateau_scale
 from recsys_core.train.state import TrainState
 from recsys_core.train.state import init_train_state
@@ -43,6 +44,6 @@ __all__ = [
     "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "Checkpointer",
     "EpochBatcher", "FitResult", "LoopConfig", "NonFiniteError", "OptimizerConfig",
     "TIMING_KEYS", "TrainState", "check_finite", "fit", "init_train_state", "load_params",
-    "make_optimizer", "make_schedule", "make_update_fn", "plateau_scale", "save_params",
+    "make_optimizer", "make_schedule", "make_update_fn", "matrices_only_mask", "plateau_scale", "save_params",
     "verify_checkpoint_dir",
 ]

@@ -33,6 +33,9 @@ class OptimizerConfig:
   b2: float = 0.999
   eps: float = 1e-8
   weight_decay: float = 0.0             # AdamW only (decoupled); must be 0 for "adam"
+  decay_matrices_only: bool = False     # AdamW: decay only parameters with ndim >= 2 (weight
+                                        # matrices, embedding tables), not biases, norm
+                                        # scales or scalar temperatures
   clip_norm: Optional[float] = 1.0      # global-norm clipping; None = off
   warmup_steps: int = 0                 # linear warm-up over this many updates
   decay: Literal["constant", "cosine"] = "constant"
@@ -88,13 +91,25 @@ def make_schedule(cfg: OptimizerConfig) -> Callable[[jax.Array], jax.Array]:
   return schedule
 
 
+def matrices_only_mask(params: Any) -> Any:
+  """True for the parameters with ndim >= 2: the weight-decay mask of
+  `OptimizerConfig.decay_matrices_only`."""
+  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
 def make_optimizer(cfg: OptimizerConfig,
                    weight_decay_mask: Any = None) -> optax.GradientTransformationExtraArgs:
   """clip_by_global_norm -> adam(w) with the schedule -> reduce_on_plateau (if enabled).
 
   `weight_decay_mask` (AdamW only) is optax's `mask`: a pytree of bools or a callable
   params -> bools selecting the parameters that decay (e.g. not biases).
+  `cfg.decay_matrices_only` is the common case of it, `matrices_only_mask`; giving both
+  is an error.
   """
+  if cfg.decay_matrices_only:
+    if weight_decay_mask is not None:
+      raise ValueError("give either weight_decay_mask or cfg.decay_matrices_only, not both")
+    weight_decay_mask = matrices_only_mask
   schedule = make_schedule(cfg)
   parts = []
   if cfg.clip_norm is not None:
