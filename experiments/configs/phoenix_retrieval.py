@@ -55,7 +55,8 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
   cfg.ease_l2_grid = (100.0, 500.0, 2000.0)
   cfg.optimizer = config_dict.ConfigDict(dict(
       name="adam", learning_rate=1e-3, b1=0.9, b2=0.98, weight_decay=0.0,
-      decay_matrices_only=False, clip_norm=1.0, warmup_steps=100, decay="constant", decay_steps=0, final_lr_factor=0.0))
+      decay_matrices_only=False, clip_norm=1.0, warmup_steps=100, decay="constant",
+      decay_steps=0, final_lr_factor=0.0))
   cfg.log_every = 20
   cfg.checkpoint_every = 200
   if name == "quick":

@@ -44,6 +44,6 @@ __all__ = [
     "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "Checkpointer",
     "EpochBatcher", "FitResult", "LoopConfig", "NonFiniteError", "OptimizerConfig",
     "TIMING_KEYS", "TrainState", "check_finite", "fit", "init_train_state", "load_params",
-    "make_optimizer", "make_schedule", "make_update_fn", "matrices_only_mask", "plateau_scale", "save_params",
-    "verify_checkpoint_dir",
+    "make_optimizer", "make_schedule", "make_update_fn", "matrices_only_mask", "plateau_scale",
+    "save_params", "verify_checkpoint_dir",
 ]
