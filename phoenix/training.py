@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phoenix import batching
+from phoenix import hashing
 from phoenix import losses
 from phoenix.grok import TransformerConfig
 from phoenix.recsys_model import HashConfig
@@ -66,7 +67,6 @@ class EmbeddingConfig:
 
 
 def hash_table_config(ecfg: EmbeddingConfig):
-  from phoenix import hashing  # pylint: disable=g-import-not-at-top
   return hashing.HashTableConfig(emb_size=ecfg.emb_size, user_table_size=ecfg.user_table_size,
                                  item_table_size=ecfg.item_table_size,
                                  author_table_size=ecfg.author_table_size,
@@ -90,7 +90,6 @@ class _KindFeaturizer(batching.Featurizer):
   table_sizes: Optional[dict[str, int]] = None
 
   def hash(self, kind: str, ids: np.ndarray, num_hashes: int) -> np.ndarray:
-    from phoenix import hashing  # pylint: disable=g-import-not-at-top
     ids = np.asarray(ids, np.int64)
     return hashing.hash_ids(np.where(ids > 0, ids, hashing.PADDING_ID), num_hashes,
                             self.table_sizes[kind], kind)
@@ -98,7 +97,6 @@ class _KindFeaturizer(batching.Featurizer):
 
 def lookup_embeddings(batch, ecfg: EmbeddingConfig):
   """RecsysEmbeddings of a RecsysBatch's hashes (inside hk.transform): phoenix.hashing tables."""
-  from phoenix import hashing  # pylint: disable=g-import-not-at-top
   return hashing.HashEmbeddings(hash_table_config(ecfg), name="hash_embeddings")(batch)
 
 

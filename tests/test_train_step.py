@@ -38,6 +38,8 @@ def test_schedule_warmup_then_cosine():
 def test_config_validation():
   with pytest.raises(ValueError, match="adamw"):
     train.OptimizerConfig(name="adam", weight_decay=0.1)
+  with pytest.raises(ValueError, match="decay_matrices_only"):
+    train.OptimizerConfig(name="adam", decay_matrices_only=True)
   with pytest.raises(ValueError, match="decay_steps"):
     train.OptimizerConfig(decay="cosine", decay_steps=-1)
   with pytest.raises(ValueError, match="for_run"):  # 0 = the whole run, not yet known

@@ -56,6 +56,8 @@ class OptimizerConfig:
       raise ValueError(f"OptimizerConfig.name must be 'adam' or 'adamw', got {self.name!r}")
     if self.name == "adam" and self.weight_decay:
       raise ValueError("weight_decay needs name='adamw' (Adam has no decoupled weight decay)")
+    if self.name == "adam" and self.decay_matrices_only:
+      raise ValueError("decay_matrices_only needs name='adamw' (Adam has no weight decay)")
     if self.decay not in ("constant", "cosine"):
       raise ValueError(f"OptimizerConfig.decay must be 'constant' or 'cosine', got {self.decay!r}")
     if self.decay_steps < 0:
