@@ -37,3 +37,25 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
     assert train_phoenix_retrieval._model_config(cpu).packed_positions == 1024
   with pytest.raises(ValueError, match="unknown config"):
     configs.get_config("quick_gpu")
+
+
+def test_phoenix_configs_share_one_optimizer_block():
+  """Every Phoenix binary takes the same `--config.optimizer.<key>` overrides (once only the
+  retrieval config had `decay_matrices_only`), and each block builds an OptimizerConfig."""
+  from experiments.configs import ablate_phoenix, common, compare, phoenix_ranking
+  from experiments.configs import phoenix_retrieval
+  from recsys_core.train import OptimizerConfig
+  ablate = ablate_phoenix.get_config("quick")
+  blocks = {"retrieval": phoenix_retrieval.get_config("quick").optimizer,
+            "ranking": phoenix_ranking.get_config("quick").optimizer,
+            "compare": compare.get_config("tiny_b").phoenix.optimizer,
+            "ablate.ranking": ablate.ranking.optimizer,
+            "ablate.retrieval": ablate.retrieval.optimizer}
+  keys = set(common.optimizer())
+  assert "decay_matrices_only" in keys
+  for where, block in blocks.items():
+    assert set(block) == keys, where
+    block.name, block.weight_decay, block.decay_matrices_only = "adamw", 0.1, True
+    assert OptimizerConfig(**block.to_dict()).decay_matrices_only, where
+  with pytest.raises(KeyError, match=r"unknown optimizer key\(s\) \['lr'\]"):
+    common.optimizer(lr=1e-3)

@@ -22,6 +22,7 @@ Sections:
 """
 from ml_collections import config_dict
 
+from experiments.configs import common
 from experiments.configs import phoenix_ranking
 from experiments.configs import phoenix_retrieval
 
@@ -43,14 +44,6 @@ def _retrieval_model(**overrides):
   model = dict(num_layers=1, key_size=16, history_len=50, window="random", loss="sampled")
   model.update(overrides)
   return phoenix_retrieval._model(emb=emb, **model)  # pylint: disable=protected-access
-
-
-def _optimizer(**overrides):
-  opt = dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.98, weight_decay=0.0,
-             clip_norm=1.0, warmup_steps=20, decay="constant", decay_steps=0,
-             final_lr_factor=0.0)
-  opt.update(overrides)
-  return config_dict.ConfigDict(opt)
 
 
 def _ablations(neg_counts, nologq_count):
@@ -80,7 +73,8 @@ def get_config(name: str = "full") -> config_dict.ConfigDict:
   cfg.ranking = config_dict.ConfigDict(dict(
       dataset="anime", author="genre", data_seed=0, batch_size=64, num_steps=300,
       eval_every=10, max_eval_lists=2000, primary_metric="auc/favorite",
-      threshold_fraction=0.95, optimizer=_optimizer(), model=_ranking_model()))
+      threshold_fraction=0.95, optimizer=common.optimizer(warmup_steps=20),
+      model=_ranking_model()))
   # Candidate-position ablation: permutations of the validation lists measured on the
   # untrained (init) and the trained models of each seed.
   cfg.positions = config_dict.ConfigDict(dict(num_random_permutations=1))
@@ -90,7 +84,8 @@ def get_config(name: str = "full") -> config_dict.ConfigDict:
   cfg.retrieval = config_dict.ConfigDict(dict(
       dataset="ml-1m", batch_size=64, num_steps=400, eval_every=40,
       eval_users=2000, ks=(10,), primary_metric="ndcg@10", threshold_fraction=0.95,
-      optimizer=_optimizer(learning_rate=3e-3), model=_retrieval_model()))
+      optimizer=common.optimizer(learning_rate=3e-3, warmup_steps=20),
+      model=_retrieval_model()))
   cfg.ablations = _ablations((64, 256, 1024), 1024)
   # Run order (ConfigDict sorts its keys) and variant order within each ablation.
   cfg.order = ("normalization", "temperature", "candidate_positions", "retrieval")
@@ -102,7 +97,7 @@ def get_config(name: str = "full") -> config_dict.ConfigDict:
     r.batch_size = 16
     r.num_steps = 12
     r.eval_every = 4
-    r.optimizer = _optimizer(learning_rate=3e-3, warmup_steps=0)
+    r.optimizer = common.optimizer(learning_rate=3e-3)
     r.model = config_dict.ConfigDict(_ranking_model(
         emb=dict(emb_size=16, user_table_size=256, item_table_size=256, author_table_size=16),
         num_layers=1, num_q_heads=2, num_kv_heads=1, key_size=8, history_len=8,
@@ -115,7 +110,7 @@ def get_config(name: str = "full") -> config_dict.ConfigDict:
     t.num_steps = 12
     t.eval_every = 4
     t.ks = (10,)
-    t.optimizer = _optimizer(learning_rate=3e-3, warmup_steps=0)
+    t.optimizer = common.optimizer(learning_rate=3e-3)
     t.model = config_dict.ConfigDict(_retrieval_model(
         emb=dict(emb_size=16, user_table_size=64, item_table_size=256, author_table_size=16),
         num_q_heads=2, num_kv_heads=1, key_size=8, history_len=12, num_in_batch=16,

@@ -14,6 +14,7 @@ anime_ae.config.AEConfig) and `phoenix` (phoenix.training.RetrievalConfig fields
 from ml_collections import config_dict
 
 from experiments.configs import anime_ae as anime_ae_configs
+from experiments.configs import common
 
 MODELS = ("popularity", "ease", "anime_ae", "phoenix_retrieval")
 
@@ -76,9 +77,7 @@ def _phoenix(steps: int, history_len: int, emb_size: int = 32, num_layers: int =
       loss_positions=16 if history_len > 16 else 0)
   return config_dict.ConfigDict(dict(
       model=model, steps=steps, batch_size=batch_size,
-      optimizer=dict(name="adam", learning_rate=2e-3, b1=0.9, b2=0.98, weight_decay=0.0,
-                     clip_norm=1.0, warmup_steps=20, decay="constant", decay_steps=0,
-                     final_lr_factor=0.0),
+      optimizer=common.optimizer(learning_rate=2e-3, warmup_steps=20),
       score_batch_size=256))
 
 

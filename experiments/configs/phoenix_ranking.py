@@ -12,6 +12,8 @@ without seeing the history), and compares both with a popularity prior on the sa
 """
 from ml_collections import config_dict
 
+from experiments.configs import common
+
 
 def _model(**overrides):
   emb = dict(emb_size=64, user_table_size=1 << 13, item_table_size=1 << 15,
@@ -40,9 +42,7 @@ def get_config(name: str = "anime") -> config_dict.ConfigDict:
   cfg.selection_metric = "auc_mean"  # mean AUC over the defined heads (validation lists)
   cfg.ablation = True
   cfg.author = "genre"               # "genre" (first genre) | "none"
-  cfg.optimizer = config_dict.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, b1=0.9, b2=0.98, weight_decay=0.0, clip_norm=1.0,
-      warmup_steps=50, decay="constant", decay_steps=0, final_lr_factor=0.0))
+  cfg.optimizer = common.optimizer(learning_rate=1e-3, warmup_steps=50)
   cfg.log_every = 20
   cfg.checkpoint_every = 200
   if name == "quick":

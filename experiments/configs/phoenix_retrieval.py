@@ -17,6 +17,8 @@ phoenix.training.RetrievalConfig (and `model.emb` onto EmbeddingConfig).
 """
 from ml_collections import config_dict
 
+from experiments.configs import common
+
 
 def _model(**overrides):
   emb = dict(emb_size=64, user_table_size=1 << 14, item_table_size=1 << 15,
@@ -53,10 +55,7 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
   cfg.author = "none"
   cfg.baselines = True               # popularity and EASE in the same run
   cfg.ease_l2_grid = (100.0, 500.0, 2000.0)
-  cfg.optimizer = config_dict.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, b1=0.9, b2=0.98, weight_decay=0.0,
-      decay_matrices_only=False, clip_norm=1.0, warmup_steps=100, decay="constant",
-      decay_steps=0, final_lr_factor=0.0))
+  cfg.optimizer = common.optimizer(learning_rate=1e-3, warmup_steps=100)
   cfg.log_every = 20
   cfg.checkpoint_every = 200
   if name == "quick":
