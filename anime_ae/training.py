@@ -163,5 +163,5 @@ def fit_for_steps(update, state, batch_fn, tc, workdir: Optional[str],
     if workdir is None:
       workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=tmp_prefix))
     res = fit(update, state, batch_fn, loop, workdir, eval_fn=eval_fn, config=config)
-  params = res.best_params if res.best_params is not None else jax.device_get(res.state.params)
+  params = res.selected_params
   return TrainResult(params, res.history, time.perf_counter() - start, res.best_step)

@@ -236,7 +236,7 @@ class RankingRunner:
     result = _fit(update, self._updates.optimizer, params, task.batch_fn(batcher),
                   rcfg.num_steps, rcfg.eval_every, eval_fn, seed)
     evals = [r for r in result.history if r["event"] == "eval"]
-    final_params = jax.device_get(result.state.params)
+    final_params = jax.device_get(train_lib.eval_params(result.state))
     keys = [k for k in untrained if k.startswith("auc") or k == "ndcg"]
     curves = {"step": [0] + [int(r["step"]) for r in evals]}
     for k in keys:
@@ -398,7 +398,7 @@ class RetrievalRunner:
     curves = {"step": [0] + [int(r["step"]) for r in evals]}
     for k in keys:
       curves[k] = [float(untrained[k])] + _eval_curve(result.history, k)
-    final = jax.device_get(result.state.params)
+    final = jax.device_get(train_lib.eval_params(result.state))
     test = evaluation.evaluate_leave_one_out(task.scorer(final), self.split.test_inputs,
                                              self.split.test_targets, ks=ks)
     out = {"curves": curves, "final_val": {k: curves[k][-1] for k in keys},

@@ -168,7 +168,7 @@ class PhoenixRetrievalFit:
         losses.append(float(metrics["loss"]))
         logging.info("phoenix_retrieval step %d/%d loss %.4f", step + 1, p.steps, losses[-1])
     self.final_loss = losses[-1] if losses else float("nan")
-    self._scorer = task.scorer(state.params, batch_size=p.score_batch_size)
+    self._scorer = task.scorer(train_lib.eval_params(state), batch_size=p.score_batch_size)
     return self
 
   def score(self, inputs: Interactions) -> np.ndarray:

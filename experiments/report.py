@@ -21,6 +21,7 @@ Idempotent: the output depends on the JSON contents only (no dates), files are s
 """
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import os
@@ -212,9 +213,27 @@ def _save(fig, path: str) -> None:
 _RUN_ONLY_FIELDS = ("seed", "tag", "data_dir", "max_train_seconds")
 
 
+# Config fields added after result files were committed, with the value that reproduces
+# the older runs (path of keys -> default); a file without the field is read as having it.
+ADDED_CONFIG_FIELDS = {("optimizer", "ema_decay"): 0.0}
+
+
+def _with_added_fields(cfg: dict) -> dict:
+  cfg = copy.deepcopy(cfg)
+  for path, default in ADDED_CONFIG_FIELDS.items():
+    node = cfg
+    for key in path[:-1]:
+      node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.setdefault(path[-1], default)
+  return cfg
+
+
 def recipe_key(rec: dict) -> str:
-  """The run's config without the fields that name one run (seed, tag, data folder, budget)."""
-  cfg = {k: v for k, v in rec.get("config", {}).items() if k not in _RUN_ONLY_FIELDS}
+  """The run's config without the fields that name one run (seed, tag, data folder, budget),
+  with ADDED_CONFIG_FIELDS filled in."""
+  cfg = {k: v for k, v in _with_added_fields(rec.get("config", {})).items()
+         if k not in _RUN_ONLY_FIELDS}
   return json.dumps([rec.get("dataset"), cfg], sort_keys=True, default=str)
 
 

@@ -142,7 +142,7 @@ def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) ->
     if time.perf_counter() - start > cfg.max_train_seconds and chunk_end < num_steps:
       stopped = "time_budget"
       break
-  best = result.best_params if result.best_params is not None else result.state.params
+  best = result.selected_params
   test = task.evaluate(task.predict(best, task.test_lists), task.test_lists)
   final_step = int(result.state.step)
   return {"test": test, "val": result.best_metrics, "untrained_val": untrained,

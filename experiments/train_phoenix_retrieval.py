@@ -139,7 +139,7 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
       break
   train_seconds = time.perf_counter() - train_start
   final_step = int(result.state.step)
-  best = result.best_params if result.best_params is not None else result.state.params
+  best = result.selected_params
   best_val = result.best_metrics or {}
   test = evaluation.evaluate_leave_one_out(task.scorer(best), split.test_inputs,
                                            split.test_targets, ks=ks)
@@ -170,7 +170,8 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
              "train_seconds": round(train_seconds, 1), "num_test_users": test["num_users"],
              "untrained_val": untrained, "baselines": base,
              "eval_history": [{k: r[k] for k in r if k in (
-                 "step", cfg.selection_metric, "hr@10", "ndcg@10", "temperature")}
+                 "step", cfg.selection_metric, "hr@10", "ndcg@10", "temperature",
+                 "online_hr@10", "online_ndcg@10")}
                  for r in evals],
              "protocol_note": "leave-one-out, full ranking over all items, seen items "
                               "excluded; validation = second-to-last item (model selection), "

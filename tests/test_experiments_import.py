@@ -52,7 +52,7 @@ def test_phoenix_configs_share_one_optimizer_block():
             "ablate.ranking": ablate.ranking.optimizer,
             "ablate.retrieval": ablate.retrieval.optimizer}
   keys = set(common.optimizer())
-  assert "decay_matrices_only" in keys
+  assert {"decay_matrices_only", "ema_decay"} <= keys
   for where, block in blocks.items():
     assert set(block) == keys, where
     block.name, block.weight_decay, block.decay_matrices_only = "adamw", 0.1, True

@@ -108,12 +108,12 @@ def test_ablation_curves_are_redrawn_from_both_result_layouts(tmp_path):
   assert "plots/ablation_phoenix_toy.png" in (tmp_path / "README.md").read_text()
 
 
-def _retrieval_run(d, tag, seed, hr, lr=1e-3, stopped="num_epochs"):
+def _retrieval_run(d, tag, seed, hr, lr=1e-3, stopped="num_epochs", **optimizer):
   results.write_result(
       name=f"phoenix_retrieval_{tag}", dataset="ml-1m", protocol="leave_one_out",
       model="phoenix_retrieval",
       config={"seed": seed, "tag": tag, "data_dir": f"/data{seed}", "max_train_seconds": 10 * seed,
-              "optimizer": {"learning_rate": lr}},
+              "optimizer": {"learning_rate": lr, **optimizer}},
       metrics={"hr@10": hr, "ndcg@10": hr / 2, "val/ndcg@10": hr / 3,
                "popularity/hr@10": 0.01, "ease/hr@10": 0.1, "ease/ndcg@10": 0.05},
       seeds=[seed], wall_seconds=1.0, results_dir=d,
@@ -137,3 +137,13 @@ def test_retrieval_runs_pool_seeds_of_one_recipe(tmp_path):
   assert rows[0]["epochs"] == "4/10 4/10 (time)"
   assert float(rows[1]["hr@10"]) == pytest.approx(0.2)
   assert rows[0]["reference (hr@10 / ndcg@10)"].endswith("0.3152 / 0.1821")
+
+
+def test_runs_recorded_before_a_config_field_existed_pool_with_its_default(tmp_path):
+  d = str(tmp_path)
+  _retrieval_run(d, "old", 0, 0.30)                        # written before ema_decay existed
+  _retrieval_run(d, "new_seed1", 1, 0.32, ema_decay=0.0)   # the default: the same recipe
+  _retrieval_run(d, "ema", 0, 0.34, ema_decay=0.999)       # another recipe
+  report.regenerate(d)
+  rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
+  assert sorted(r["files"] for r in rows) == ["ema", "new_seed1, old"]

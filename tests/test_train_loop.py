@@ -179,6 +179,51 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, caplog, damage_lates
     assert _strip([json.loads(line) for line in f]) == _strip(ref.history)
 
 
+_EMA_OPT = train.OptimizerConfig(learning_rate=1e-2, warmup_steps=5, ema_decay=0.8)
+
+
+def test_fit_evaluates_and_exports_the_parameter_average(tmp_path):
+  run = make_run(opt=_EMA_OPT)
+  scripted = _Scripted([1.0, 0.0, 2.0, 0.0])  # (average, online) at steps 10 and 20
+  res = train.fit(run.update, run.state, run.batch_fn,
+                  loop_config(20, best_metric="score", best_mode="max"), str(tmp_path),
+                  eval_fn=scripted)
+  average = train.eval_params(res.state)
+  assert not _params_equal(average, res.state.params)
+  assert _params_equal(scripted.seen[2], average)            # the average is evaluated first,
+  assert _params_equal(scripted.seen[3], res.state.params)   # then the online params
+  evals = [r for r in res.history if r["event"] == "eval"]
+  assert [(r["score"], r["online_score"]) for r in evals] == [(1.0, 0.0), (2.0, 0.0)]
+  assert res.best_step == 20 and _params_equal(res.best_params, average)
+  assert _params_equal(res.selected_params, average)
+  exported, _ = train.load_params(str(tmp_path / "best_params.npz"))
+  assert _params_equal(exported, average)
+  # Without best selection the result still hands out the average; online evals can be off.
+  alone = _Scripted([0.5, 0.5])
+  res = train.fit(run.update, run.state, run.batch_fn,
+                  loop_config(20, best_metric=None, eval_online_params=False),
+                  str(tmp_path / "no_best"), eval_fn=alone)
+  assert len(alone.seen) == 2 and res.best_params is None
+  assert _params_equal(res.selected_params, train.eval_params(res.state))
+
+
+def test_parameter_average_resumes_exactly(tmp_path):
+  run = make_run(opt=_EMA_OPT)
+  cfg = loop_config(30, checkpoint_every=10)
+  ref = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path / "ref"),
+                  eval_fn=run.eval_fn)
+  with pytest.raises(_Crash):
+    train.fit(run.update, run.state, _crashing(run.batch_fn, 25), cfg, str(tmp_path / "w"),
+              eval_fn=run.eval_fn)
+  res = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path / "w"),
+                  eval_fn=run.eval_fn)
+  assert _params_equal(train.eval_params(res.state), train.eval_params(ref.state))
+  assert _params_equal(res.best_params, ref.best_params)
+  assert _strip(res.history) == _strip(ref.history)
+  evals = [r for r in res.history if r["event"] == "eval"]
+  assert len(evals) == 3 and all("online_val_mse" in r for r in evals)
+
+
 def test_stale_best_file_is_made_consistent_on_resume(tmp_path):
   run = make_run()
   cfg = loop_config(30, checkpoint_every=10)

@@ -151,6 +151,45 @@ def test_nonfinite_step_leaves_params_and_opt_state_unchanged(policy):
   assert np.all(np.isfinite(np.asarray(state.params["w"])))
 
 
+def test_params_ema_is_the_debiased_average_of_the_params_after_each_update():
+  decay = 0.6
+  opt = train.make_optimizer(train.OptimizerConfig(learning_rate=0.1, ema_decay=decay))
+  update = train.make_update_fn(_quadratic(), opt, nan_policy="skip")
+  state = train.init_train_state({"w": jnp.zeros(3)}, opt, jax.random.PRNGKey(0))
+  assert train.ema_params(state.opt_state, state.params) is None  # no update yet
+  assert train.eval_params(state) is state.params
+  seen = []
+  for scale in (1.0, 2.0, 0.5, 1.0):
+    state, _ = update(state, {"scale": jnp.float32(scale)})
+    seen.append(np.asarray(state.params["w"]))
+  ema, weight = np.zeros(3), 0.0
+  for w in seen:
+    ema, weight = decay * ema + (1 - decay) * w, decay * weight + (1 - decay)
+  averaged = train.eval_params(state)
+  np.testing.assert_allclose(np.asarray(averaged["w"]), ema / weight, rtol=1e-5)
+  # The average lags the online params on a monotone path towards 1.
+  assert np.all(np.asarray(averaged["w"]) < np.asarray(state.params["w"]))
+  assert averaged["w"].dtype == state.params["w"].dtype
+  # A skipped (non-finite) step does not move the average either.
+  after_bad, metrics = update(state, {"scale": jnp.float32(np.nan)})
+  assert int(metrics["skipped"]) == 1
+  assert _tree_equal(train.eval_params(after_bad), averaged)
+
+
+def test_params_ema_off_and_validation():
+  opt = train.make_optimizer(train.OptimizerConfig(learning_rate=0.1))
+  update = train.make_update_fn(_quadratic(), opt)
+  state, _ = update(train.init_train_state({"w": jnp.zeros(3)}, opt, jax.random.PRNGKey(0)),
+                    {"scale": jnp.float32(1.0)})
+  assert train.eval_params(state) is state.params
+  for bad in (1.0, -0.1):
+    with pytest.raises(ValueError, match="ema_decay"):
+      train.OptimizerConfig(ema_decay=bad)
+  with pytest.raises(ValueError, match="needs the params"):
+    tx = train.params_ema(0.9)
+    tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}))
+
+
 def test_infinite_gradient_alone_is_caught():
   def loss_fn(params, rng, batch):
     del rng, batch

@@ -10,10 +10,11 @@ from ml_collections import config_dict
 from recsys_core.train import OptimizerConfig
 
 # The fields a Phoenix config records and takes on the command line (the plateau schedule
-# and eps are left at OptimizerConfig's defaults). Adding one here changes the recorded
-# config, so report.recipe_key no longer pools new runs with older seeds of a recipe.
+# and eps are left at OptimizerConfig's defaults). A key added here must also go into
+# report.ADDED_CONFIG_FIELDS with its default, so that report.recipe_key still pools new
+# runs with the older result files of the same recipe, which lack it.
 _KEYS = ("name", "learning_rate", "b1", "b2", "weight_decay", "decay_matrices_only",
-         "clip_norm", "warmup_steps", "decay", "decay_steps", "final_lr_factor")
+         "clip_norm", "warmup_steps", "decay", "decay_steps", "final_lr_factor", "ema_decay")
 # β2 0.98, the transformer setting, where OptimizerConfig's own default is Adam's 0.999.
 _DEFAULTS = OptimizerConfig(b2=0.98)
 

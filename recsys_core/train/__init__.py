@@ -28,9 +28,12 @@ from recsys_core.train.loop import LoopConfig
 from recsys_core.train.loop import TIMING_KEYS
 from recsys_core.train.loop import fit
 from recsys_core.train.optim import OptimizerConfig
+from recsys_core.train.optim import ema_params
+from recsys_core.train.optim import eval_params
 from recsys_core.train.optim import make_optimizer
 from recsys_core.train.optim import make_schedule
 from recsys_core.train.optim import matrices_only_mask
+from recsys_core.train.optim import params_ema
 from recsys_core.train.optim import plateau_scale
 from recsys_core.train.state import TrainState
 from recsys_core.train.state import init_train_state
@@ -43,7 +46,8 @@ Checkpointer = CheckpointManager  # alias
 __all__ = [
     "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "Checkpointer",
     "EpochBatcher", "FitResult", "LoopConfig", "NonFiniteError", "OptimizerConfig",
-    "TIMING_KEYS", "TrainState", "check_finite", "fit", "init_train_state", "load_params",
-    "make_optimizer", "make_schedule", "make_update_fn", "matrices_only_mask", "plateau_scale",
+    "TIMING_KEYS", "TrainState", "check_finite", "ema_params", "eval_params", "fit",
+    "init_train_state", "load_params", "make_optimizer", "make_schedule", "make_update_fn",
+    "matrices_only_mask", "params_ema", "plateau_scale",
     "save_params", "verify_checkpoint_dir",
 ]

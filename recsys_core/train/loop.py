@@ -7,10 +7,14 @@ step after it (so the first log at log_every=10 is step 10, after batches 0..9).
 At each step s (after the update), in this order:
   1. train record   if s % log_every == 0 or s == num_steps: means over the steps since the
                     last train record (`skipped` is summed);
-  2. evaluation     if eval_fn and (s % eval_every == 0 or s == num_steps): eval_fn(params);
-                    best selection on cfg.best_metric (max/min, min_delta); a new best is
-                    exported to <workdir>/best_params.npz (`save_params`); early stop after
-                    `patience` evaluations in a row without improvement;
+  2. evaluation     if eval_fn and (s % eval_every == 0 or s == num_steps): eval_fn(params)
+                    with params = `eval_params(state)` (the optimizer's parameter average
+                    when OptimizerConfig.ema_decay > 0, else state.params; with an average
+                    and cfg.eval_online_params the online params are evaluated too, their
+                    metrics recorded as online_<key>); best selection on cfg.best_metric
+                    (max/min, min_delta); a new best is exported to
+                    <workdir>/best_params.npz (`save_params`); early stop after `patience`
+                    evaluations in a row without improvement;
   3. checkpoint     if s % checkpoint_every == 0, at num_steps, or when stopping early.
 
 Workdir layout:
@@ -45,6 +49,7 @@ from recsys_core.train.checkpoint import CheckpointManager
 from recsys_core.train.checkpoint import load_params
 from recsys_core.train.checkpoint import save_params
 from recsys_core.train.checkpoint import to_json
+from recsys_core.train.optim import eval_params
 from recsys_core.train.state import TrainState
 from recsys_core.train.update import NonFiniteError
 
@@ -68,6 +73,8 @@ class LoopConfig:
   patience: Optional[int] = None    # early stop after this many evals without improvement
   tensorboard: bool = False         # write <workdir>/tb with tensorboardX
   progress_bar: bool = True         # tqdm, only when stderr is a TTY (else absl log lines)
+  eval_online_params: bool = True   # with a parameter average (ema_decay > 0), also evaluate
+                                    # the online params (records online_<key>; 2x eval time)
 
   def __post_init__(self):
     for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
@@ -83,10 +90,19 @@ class LoopConfig:
 
 class FitResult(NamedTuple):
   state: TrainState                 # the final state (at num_steps or the early stop)
-  best_params: Any                  # host copy of the best params; None without best_metric
+  best_params: Any                  # host copy of the best evaluated params (`eval_params`);
+                                    # None without best_metric
   best_step: Optional[int]
   best_metrics: Optional[dict]      # eval_fn's dict at best_step
   history: list                     # the metrics.jsonl records, in order
+
+  @property
+  def selected_params(self) -> Any:
+    """The params to test and serve, on the host: best_params, or without best selection
+    the final state's `eval_params` (its parameter average when the optimizer keeps one)."""
+    if self.best_params is not None:
+      return self.best_params
+    return jax.device_get(eval_params(self.state))
 
 
 def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -187,8 +203,9 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
   dataclasses, ConfigDicts) is stored in checkpoint and best-params metadata. Obeys
   `update_fn.nan_policy` ("raise" by default): a non-finite step raises NonFiniteError
   naming the step before anything after it is evaluated or saved. `eval_fn(params)` returns
-  scalar metrics. With `make_update_fn(..., donate=True)` init_state is consumed; best params
-  are host copies, so they stay valid.
+  scalar metrics of the params it is given (`eval_params(state)`: the parameter average
+  when the optimizer keeps one). With `make_update_fn(..., donate=True)` init_state is
+  consumed; best params are host copies, so they stay valid.
   """
   if cfg.best_metric is not None and eval_fn is None:
     raise ValueError(f"LoopConfig.best_metric={cfg.best_metric!r} needs an eval_fn")
@@ -283,10 +300,14 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
           say(f"step {step}/{cfg.num_steps}: {shown}")
 
       if eval_now:
-        evals = _scalar_metrics(eval_fn(state.params))
+        params = eval_params(state)
+        evals = _scalar_metrics(eval_fn(params))
+        if cfg.eval_online_params and params is not state.params:
+          online = _scalar_metrics(eval_fn(state.params))
+          evals.update({f"online_{k}": v for k, v in online.items()})
         improved = _update_best(cfg, loop, evals, step)
         if improved:
-          best_params = jax.device_get(state.params)
+          best_params = jax.device_get(params)
           save_params(best_path, best_params, _best_metadata(cfg, loop, config_json))
         recorder.write("eval", step, {**evals, "is_best": improved, "best_step": loop["best_step"]})
         say(f"eval at step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in evals.items())

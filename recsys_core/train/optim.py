@@ -13,11 +13,18 @@ Learning rate at update number t (0-based), with W = warmup_steps, D = decay_ste
 where f = final_lr_factor and plateau_scale (1 without plateau) is reduce_on_plateau's scale,
 multiplied by plateau_factor after plateau_patience updates without improvement of the
 (accumulated) training loss.
+
+With ema_decay = d > 0 the optimizer also keeps an exponential moving average of the
+parameters after each update (`params_ema`, last in the chain, so it sees the final
+updates): ema_t = d * ema_{t-1} + (1 - d) * params_t from ema_0 = 0, read debiased as
+ema_t / (1 - d^t). It lives in opt_state, so checkpoints and resumption carry it;
+`eval_params(state)` returns it (or state.params without one), and `fit` evaluates and
+exports those params.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +57,8 @@ class OptimizerConfig:
   plateau_atol: float = 0.0
   plateau_accumulation_size: int = 1    # the loss is averaged over this many updates
   plateau_min_scale: float = 0.0
+  ema_decay: float = 0.0                # > 0: keep an EMA of the params (`params_ema`) and
+                                        # evaluate / export it; 0 = off
 
   def __post_init__(self):
     if self.name not in ("adam", "adamw"):
@@ -64,6 +73,8 @@ class OptimizerConfig:
       raise ValueError(f"decay_steps must be >= 0, got {self.decay_steps}")
     if self.warmup_steps < 0:
       raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
   def for_run(self, num_steps: int) -> "OptimizerConfig":
     """This config for a run of `num_steps` updates: a cosine decay with decay_steps 0
@@ -101,7 +112,8 @@ def matrices_only_mask(params: Any) -> Any:
 
 def make_optimizer(cfg: OptimizerConfig,
                    weight_decay_mask: Any = None) -> optax.GradientTransformationExtraArgs:
-  """clip_by_global_norm -> adam(w) with the schedule -> reduce_on_plateau (if enabled).
+  """clip_by_global_norm -> adam(w) with the schedule -> reduce_on_plateau (if enabled)
+  -> params_ema (if cfg.ema_decay > 0).
 
   `weight_decay_mask` (AdamW only) is optax's `mask`: a pytree of bools or a callable
   params -> bools selecting the parameters that decay (e.g. not biases).
@@ -126,7 +138,63 @@ def make_optimizer(cfg: OptimizerConfig,
         factor=cfg.plateau_factor, patience=cfg.plateau_patience, rtol=cfg.plateau_rtol,
         atol=cfg.plateau_atol, cooldown=cfg.plateau_cooldown,
         accumulation_size=cfg.plateau_accumulation_size, min_scale=cfg.plateau_min_scale))
+  if cfg.ema_decay:
+    parts.append(params_ema(cfg.ema_decay))
   return optax.chain(*parts)
+
+
+class ParamsEmaState(NamedTuple):
+  """optax state of `params_ema`.
+
+  Attributes:
+    weight: [] float32, 1 - decay^t after t updates: the total weight in `ema`, which it is
+      divided by on reading (the debiasing; 0 before the first update).
+    ema: float32 pytree shaped like the params, zero-initialised.
+  """
+  weight: jax.Array
+  ema: Any
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+  """Keeps an exponential moving average of the params as they are after each update.
+
+  The updates pass through unchanged, so this must come last in a chain: it computes the
+  new params as params + updates. Read the average with `ema_params(opt_state)`.
+  """
+  if not 0.0 < decay < 1.0:
+    raise ValueError(f"params_ema: decay must be in (0, 1), got {decay}")
+
+  def init_fn(params):
+    return ParamsEmaState(weight=jnp.zeros((), jnp.float32),
+                          ema=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("params_ema needs the params: call optimizer.update(grads, state, params)")
+    new_params = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(jnp.float32),
+                       state.ema, new_params)
+    return updates, ParamsEmaState(weight=decay * state.weight + (1.0 - decay), ema=ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ema_params(opt_state: Any, like: Any) -> Optional[Any]:
+  """The debiased parameter average kept in `opt_state`, cast to the dtypes of `like` (the
+  params); None when the optimizer keeps none or has not updated yet."""
+  is_ema = lambda x: isinstance(x, ParamsEmaState)
+  states = [x for x in jax.tree.leaves(opt_state, is_leaf=is_ema) if is_ema(x)]
+  if not states or float(states[-1].weight) == 0.0:
+    return None
+  weight = states[-1].weight
+  return jax.tree.map(lambda e, p: (e / weight).astype(jnp.result_type(p)), states[-1].ema, like)
+
+
+def eval_params(state: Any) -> Any:
+  """The params to evaluate and export from a TrainState: the optimizer's parameter average
+  (`OptimizerConfig.ema_decay` > 0) once it has one, else `state.params` (the online params)."""
+  averaged = ema_params(state.opt_state, state.params)
+  return state.params if averaged is None else averaged
 
 
 def plateau_scale(opt_state: Any) -> Optional[jax.Array]:
