@@ -171,6 +171,8 @@ def params_ema(decay: float) -> optax.GradientTransformation:
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError("params_ema needs the params: call optimizer.update(grads, state, params)")
+    # An optax transformation never sees the applied params, so the sum is redone here: one
+    # elementwise add per parameter, next to Adam's several.
     new_params = optax.apply_updates(params, updates)
     ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(jnp.float32),
                        state.ema, new_params)
@@ -182,12 +184,10 @@ def params_ema(decay: float) -> optax.GradientTransformation:
 def ema_params(opt_state: Any, like: Any) -> Optional[Any]:
   """The debiased parameter average kept in `opt_state`, cast to the dtypes of `like` (the
   params); None when the optimizer keeps none or has not updated yet."""
-  is_ema = lambda x: isinstance(x, ParamsEmaState)
-  states = [x for x in jax.tree.leaves(opt_state, is_leaf=is_ema) if is_ema(x)]
-  if not states or float(states[-1].weight) == 0.0:
+  state = _find_state(opt_state, ParamsEmaState)
+  if state is None or float(state.weight) == 0.0:
     return None
-  weight = states[-1].weight
-  return jax.tree.map(lambda e, p: (e / weight).astype(jnp.result_type(p)), states[-1].ema, like)
+  return jax.tree.map(lambda e, p: (e / state.weight).astype(jnp.result_type(p)), state.ema, like)
 
 
 def eval_params(state: Any) -> Any:
@@ -203,6 +203,13 @@ def plateau_scale(opt_state: Any) -> Optional[jax.Array]:
   Matches the ReduceLROnPlateauState node itself, not any key named "scale" (LayerNorm and
   RMSNorm params are called "scale", and Adam's moments mirror the params).
   """
-  is_plateau = lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState)
-  states = [x for x in jax.tree.leaves(opt_state, is_leaf=is_plateau) if is_plateau(x)]
-  return states[-1].scale if states else None
+  state = _find_state(opt_state, optax.contrib.ReduceLROnPlateauState)
+  return None if state is None else state.scale
+
+
+def _find_state(opt_state: Any, cls: type) -> Any:
+  """The last node of type `cls` in an optax state tree (matched by type, not by key), or
+  None."""
+  is_cls = lambda x: isinstance(x, cls)
+  states = [x for x in jax.tree.leaves(opt_state, is_leaf=is_cls) if is_cls(x)]
+  return states[-1] if states else None
