@@ -77,6 +77,9 @@ class TrainConfig:
   learning_rate: float = 5e-4
   weight_decay: float = 0.0    # > 0: AdamW (decoupled weight decay; not in the seed)
   clip_norm: Optional[float] = None
+  # > 0: validate, select and return an exponential moving average of the params (kept in
+  # the optimizer state; see recsys_core.train.optim.params_ema). Not in the seed.
+  ema_decay: float = 0.0
   plateau: bool = True
   plateau_factor: float = 0.5
   plateau_patience: int = 10
@@ -101,7 +104,7 @@ class TrainConfig:
   def make(self) -> OptimizerConfig:
     return OptimizerConfig(name="adamw" if self.weight_decay else "adam",
                            learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                           clip_norm=self.clip_norm,
+                           clip_norm=self.clip_norm, ema_decay=self.ema_decay,
                            plateau=self.plateau, plateau_factor=self.plateau_factor,
                            plateau_patience=self.plateau_patience,
                            plateau_cooldown=self.plateau_cooldown,

@@ -324,6 +324,34 @@ def test_sparse_and_dense_input_pipelines_train_identically():
     TrainConfig(input_pipeline="csv")
 
 
+def test_ema_decay_returns_the_parameter_average_without_changing_training():
+  from anime_ae.config import TrainConfig
+  from anime_ae.training import train
+  rng = np.random.default_rng(1)
+  users = np.repeat(np.arange(20), 6).astype(np.int32)
+  items = np.concatenate([rng.choice(I, 6, replace=False) for _ in range(20)]).astype(np.int32)
+  x = Interactions(users, items, rng.integers(1, 11, len(users)).astype(np.float32), None,
+                   np.arange(20), np.arange(I), "toy")
+  base = AEConfig(model=ModelConfig(hidden_dim=16, bottleneck_dim=8),
+                  train=TrainConfig(steps=6, batch_size=8, log_every=1))
+  profiles = build_profiles(x, base.ratings.make(x.ratings))
+  with_decay = lambda d: dataclasses.replace(base, train=dataclasses.replace(base.train,
+                                                                             ema_decay=d))
+  online, averaged = train(profiles, base), train(profiles, with_decay(0.9))
+  # The average is read, never trained on: the loss curve is the same ...
+  losses_of = lambda r: [h["loss"] for h in r.history if h["event"] == "train"]
+  assert losses_of(online) == losses_of(averaged)
+  # ... but the returned params are the average of the trajectory, not its last point.
+  diff = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), online.params,
+                      averaged.params)
+  assert max(jax.tree.leaves(diff)) > 1e-6
+  # A vanishing decay averages over the last step only: the online params again.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), online.params,
+               train(profiles, with_decay(1e-9)).params)
+  cfg = AEConfig.from_config_dict({"train": {"ema_decay": 0.99}})
+  assert cfg.train.make().ema_decay == 0.99
+
+
 # --- recommendation -------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ def _base() -> config_dict.ConfigDict:
       dropout_rate=0.4, dropout_spread=0.4))
   c.train = config_dict.ConfigDict(dict(
       steps=3000, batch_size=256, learning_rate=5e-4, weight_decay=0.0,
-      clip_norm=placeholder(float),
+      clip_norm=placeholder(float), ema_decay=0.0,
       plateau=True, plateau_factor=0.5, plateau_patience=10, plateau_cooldown=0,
       plateau_accumulation_size=25, plateau_min_scale=0.01, seed=0, log_every=100,
       eval_every=0, checkpoint_every=0))
