@@ -302,17 +302,23 @@ def test_train_config_is_adam_with_reduce_on_plateau():
   assert float(optax.tree_utils.tree_get(state, "scale")) < 1.0
 
 
-def test_sparse_and_dense_input_pipelines_train_identically():
+def _toy_training_setup(seed: int, log_every: int):
+  """20 users x 6 random rated items and a 6-step config for a tiny model."""
   from anime_ae.config import TrainConfig
-  from anime_ae.training import train
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   users = np.repeat(np.arange(20), 6).astype(np.int32)
   items = np.concatenate([rng.choice(I, 6, replace=False) for _ in range(20)]).astype(np.int32)
   x = Interactions(users, items, rng.integers(1, 11, len(users)).astype(np.float32), None,
                    np.arange(20), np.arange(I), "toy")
   base = AEConfig(model=ModelConfig(hidden_dim=16, bottleneck_dim=8),
-                  train=TrainConfig(steps=6, batch_size=8, log_every=3))
-  profiles = build_profiles(x, base.ratings.make(x.ratings))
+                  train=TrainConfig(steps=6, batch_size=8, log_every=log_every))
+  return base, build_profiles(x, base.ratings.make(x.ratings))
+
+
+def test_sparse_and_dense_input_pipelines_train_identically():
+  from anime_ae.config import TrainConfig
+  from anime_ae.training import train
+  base, profiles = _toy_training_setup(seed=0, log_every=3)
   runs = {}
   for mode in ("sparse", "dense"):
     cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, input_pipeline=mode))
@@ -325,16 +331,8 @@ def test_sparse_and_dense_input_pipelines_train_identically():
 
 
 def test_ema_decay_returns_the_parameter_average_without_changing_training():
-  from anime_ae.config import TrainConfig
   from anime_ae.training import train
-  rng = np.random.default_rng(1)
-  users = np.repeat(np.arange(20), 6).astype(np.int32)
-  items = np.concatenate([rng.choice(I, 6, replace=False) for _ in range(20)]).astype(np.int32)
-  x = Interactions(users, items, rng.integers(1, 11, len(users)).astype(np.float32), None,
-                   np.arange(20), np.arange(I), "toy")
-  base = AEConfig(model=ModelConfig(hidden_dim=16, bottleneck_dim=8),
-                  train=TrainConfig(steps=6, batch_size=8, log_every=1))
-  profiles = build_profiles(x, base.ratings.make(x.ratings))
+  base, profiles = _toy_training_setup(seed=1, log_every=1)
   with_decay = lambda d: dataclasses.replace(base, train=dataclasses.replace(base.train,
                                                                              ema_decay=d))
   online, averaged = train(profiles, base), train(profiles, with_decay(0.9))
