@@ -39,9 +39,25 @@ def git_commit() -> str:
     return "unknown"
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU's model name ("AMD EPYC", ...) from `cpuinfo`, else platform.processor(); ""
+  when neither knows. Recorded because float rounding on CPU differs between CPU models."""
+  try:
+    with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+          return value.strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
 def machine_description() -> str:
   """A short description of the machine and JAX backend the run used."""
-  desc = f"{os.cpu_count()}-core {platform.machine()} {platform.system()}, Python {platform.python_version()}"
+  cpu = cpu_model()
+  desc = (f"{os.cpu_count()}-core {platform.machine()} {platform.system()}"
+          f"{f' ({cpu})' if cpu else ''}, Python {platform.python_version()}")
   try:
     import jax  # pylint: disable=g-import-not-at-top
     devs = jax.devices()

@@ -147,3 +147,17 @@ def test_runs_recorded_before_a_config_field_existed_pool_with_its_default(tmp_p
   report.regenerate(d)
   rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
   assert sorted(r["files"] for r in rows) == ["ema", "new_seed1, old"]
+
+
+def test_machine_description_names_the_cpu_model_and_the_report_still_reads_it(tmp_path):
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654\n")
+  assert results.cpu_model(str(info)) == "AMD EPYC 9654"
+  assert results.cpu_model(str(tmp_path / "missing")) == results.platform.processor()
+  cpu = results.cpu_model()
+  assert (f"({cpu}), Python" in results.machine_description()) == bool(cpu)
+  # The device column is unchanged by the CPU model in parentheses.
+  assert report._device("2-core x86_64 Linux (AMD EPYC 9654), Python 3.11.7, jax 0.10.2 on "
+                        "1x cpu") == "2-core cpu"
+  assert report._device("16-core x86_64 Linux (AMD EPYC), Python 3.11.7, jax 0.10.2 on 1x "
+                        "NVIDIA H100 80GB HBM3") == "NVIDIA H100 80GB HBM3"
