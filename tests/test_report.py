@@ -108,14 +108,16 @@ def test_ablation_curves_are_redrawn_from_both_result_layouts(tmp_path):
   assert "plots/ablation_phoenix_toy.png" in (tmp_path / "README.md").read_text()
 
 
-def _retrieval_run(d, tag, seed, hr, lr=1e-3, stopped="num_epochs", **optimizer):
+def _retrieval_run(d, tag, seed, hr, lr=1e-3, stopped="num_epochs", baselines=True,
+                   **optimizer):
+  fitted = {"popularity/hr@10": 0.01, "ease/hr@10": 0.1, "ease/ndcg@10": 0.05}
   results.write_result(
       name=f"phoenix_retrieval_{tag}", dataset="ml-1m", protocol="leave_one_out",
       model="phoenix_retrieval",
       config={"seed": seed, "tag": tag, "data_dir": f"/data{seed}", "max_train_seconds": 10 * seed,
-              "optimizer": {"learning_rate": lr, **optimizer}},
+              "baselines": baselines, "optimizer": {"learning_rate": lr, **optimizer}},
       metrics={"hr@10": hr, "ndcg@10": hr / 2, "val/ndcg@10": hr / 3,
-               "popularity/hr@10": 0.01, "ease/hr@10": 0.1, "ease/ndcg@10": 0.05},
+               **(fitted if baselines else {})},
       seeds=[seed], wall_seconds=1.0, results_dir=d,
       extra={"epochs": 10.0, "best_epoch": 4.0, "train_seconds": 5.0, "stopped": stopped})
 
@@ -147,6 +149,18 @@ def test_runs_recorded_before_a_config_field_existed_pool_with_its_default(tmp_p
   report.regenerate(d)
   rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
   assert sorted(r["files"] for r in rows) == ["ema", "new_seed1, old"]
+
+
+def test_a_run_without_baselines_pools_with_its_seeds_and_shows_their_baselines(tmp_path):
+  d = str(tmp_path)
+  _retrieval_run(d, "a", 0, 0.30, baselines=False)  # first in the pool, no baselines fitted
+  _retrieval_run(d, "a_seed1", 1, 0.32)
+  _retrieval_run(d, "b", 0, 0.20, lr=2e-3, baselines=False)
+  report.regenerate(d)
+  rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
+  assert [r["files"] for r in rows] == ["a, a_seed1", "b"]
+  assert [r["ease hr@10"] for r in rows] == ["0.1000", "not run"]
+  assert rows[0]["popularity hr@10"] == "0.0100"
 
 
 def test_machine_description_names_the_cpu_model_and_the_report_still_reads_it(tmp_path):
