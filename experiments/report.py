@@ -267,10 +267,9 @@ def retrieval_table(runs: Sequence[dict]) -> str:
           "excluded, leave-one-out. Runs whose configs differ only in seed are pooled (tag, "
           "data folder, wall-clock budget and whether the run fitted the baselines too are "
           "ignored): cells are mean ± std over those runs (n; a single run shows its value). "
-          "Popularity "
-          "and EASE are computed in each run on the same split (deterministic, so identical across seeds). Epochs: "
-          "best (selected on validation) / trained, per run; \"(time)\" marks a run stopped by "
-          "its wall-clock budget.\n"]
+          "Popularity and EASE are computed in each run on the same split (deterministic, so "
+          "identical across seeds). Epochs: best (selected on validation) / trained, per run; "
+          "\"(time)\" marks a run stopped by its wall-clock budget.\n"]
   header = ["dataset", "files", "n", "machine", "hr@10", "ndcg@10", "val ndcg@10",
             "epochs", "train s", "popularity hr@10", "ease hr@10", "ease ndcg@10",
             "reference (hr@10 / ndcg@10)"]
