@@ -179,6 +179,32 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, caplog, damage_lates
     assert _strip([json.loads(line) for line in f]) == _strip(ref.history)
 
 
+def test_config_diff_lists_changed_leaves_by_path():
+  old = {"seed": 0, "model": {"loss": "sampled", "dims": [8, 8]}, "gone": 1}
+  new = {"seed": 0, "model": {"loss": "full", "dims": [8, 16]}, "added": None}
+  assert train.config_diff(old, new) == [
+      "added: <absent> -> null", "gone: 1 -> <absent>",
+      'model.dims: [8, 8] -> [8, 16]', 'model.loss: "sampled" -> "full"']
+  assert train.config_diff(old, old) == []
+  assert train.config_diff(None, {"a": 1}) == ['<config>: null -> {"a": 1}']
+
+
+def test_resume_warns_with_only_the_changed_config_fields(tmp_path, caplog):
+  run = make_run()
+  cfg = loop_config(10, checkpoint_every=10, best_metric=None)
+  config = {"seed": 3, "baselines": True, "model": {"loss": "full"}}
+  train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path), config=config)
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path), config=config)
+  assert not [r for r in caplog.records if "differs" in r.getMessage()]
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path),
+              config={**config, "baselines": False})
+  (warning,) = [r.getMessage() for r in caplog.records if "differs" in r.getMessage()]
+  assert "in 1 field(s)" in warning and warning.endswith("baselines: true -> false")
+  assert "seed" not in warning and "model" not in warning
+
+
 _EMA_OPT = train.OptimizerConfig(learning_rate=1e-2, warmup_steps=5, ema_decay=0.8)
 
 

@@ -26,6 +26,7 @@ from recsys_core.train.data import EpochBatcher
 from recsys_core.train.loop import FitResult
 from recsys_core.train.loop import LoopConfig
 from recsys_core.train.loop import TIMING_KEYS
+from recsys_core.train.loop import config_diff
 from recsys_core.train.loop import fit
 from recsys_core.train.optim import OptimizerConfig
 from recsys_core.train.optim import ema_params
@@ -46,7 +47,7 @@ Checkpointer = CheckpointManager  # alias
 __all__ = [
     "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "Checkpointer",
     "EpochBatcher", "FitResult", "LoopConfig", "NonFiniteError", "OptimizerConfig",
-    "TIMING_KEYS", "TrainState", "check_finite", "ema_params", "eval_params", "fit",
+    "TIMING_KEYS", "TrainState", "check_finite", "config_diff", "ema_params", "eval_params", "fit",
     "init_train_state", "load_params", "make_optimizer", "make_schedule", "make_update_fn",
     "matrices_only_mask", "params_ema", "plateau_scale",
     "save_params", "verify_checkpoint_dir",

@@ -230,9 +230,11 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
     loop.update(meta["loop"])
     best_params = jax.device_get(tree["best_params"]) if loop["best_step"] is not None else None
     history = _read_history(os.path.join(workdir, METRICS_FILE), max_step=ckpt_step)
-    if meta.get("config") != config_json:
-      logging.warning("Resuming %s with a config that differs from the checkpoint's:\n"
-                      "  checkpoint: %s\n  now:        %s", workdir, meta.get("config"), config_json)
+    changed = config_diff(meta.get("config"), config_json)
+    if changed:
+      logging.warning("Resuming %s with a config that differs from the checkpoint's in %d "
+                      "field(s) (checkpoint -> now):\n  %s", workdir, len(changed),
+                      "\n  ".join(changed))
     _sync_best_file(cfg, best_path, best_params, loop, config_json)
     logging.info("Resumed %s at step %d", workdir, ckpt_step)
   step = int(state.step)
@@ -329,6 +331,27 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
     if pbar is not None:
       pbar.close()
   return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history)
+
+
+_MISSING = object()
+
+
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+  """Lines "path: old -> new" for every leaf that differs between two JSON configs.
+
+  Nested dicts are compared key by key (paths dotted, e.g. "model.loss"); a key present on
+  one side only shows "<absent>" on the other; anything else is compared whole. Sorted.
+  """
+  if isinstance(old, dict) and isinstance(new, dict):
+    lines = []
+    for key in sorted(set(old) | set(new), key=str):
+      path = f"{prefix}.{key}" if prefix else str(key)
+      lines += config_diff(old.get(key, _MISSING), new.get(key, _MISSING), path)
+    return lines
+  if old == new:
+    return []
+  show = lambda v: "<absent>" if v is _MISSING else json.dumps(v, default=str)
+  return [f"{prefix or '<config>'}: {show(old)} -> {show(new)}"]
 
 
 def _update_best(cfg: LoopConfig, loop: dict, evals: Mapping[str, float], step: int) -> bool:
