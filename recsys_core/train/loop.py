@@ -28,7 +28,9 @@ Resume: if the workdir has a checkpoint, `fit` restores the newest intact one (s
 params, best value, patience counter, the partial train-record window), truncates
 metrics.jsonl to the records up to that step, and continues: with deterministic update and
 batch_fn (EpochBatcher), a killed-and-resumed run ends with the same params and metrics as
-an uninterrupted one (only "wall_time" and "steps_per_sec" differ).
+an uninterrupted one (only "wall_time" and "steps_per_sec" differ). A config that differs
+from the checkpoint's is allowed (e.g. more epochs) and logged as one "path: old -> new"
+line per changed field (`config_diff`).
 """
 from __future__ import annotations
 
