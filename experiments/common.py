@@ -14,6 +14,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from recsys_core import results
+from recsys_core import train as train_lib
 
 
 def define_bench_flags(default_name: str) -> None:
@@ -51,3 +52,21 @@ def define_train_flags(config_hint: str, data_dir_note: str = "") -> None:
   flags.DEFINE_string("results_dir", None, "Result folder (default experiments/results).")
   flags.DEFINE_bool("no_result", False, "Do not write a result file.")
   flags.mark_flag_as_required("config")
+
+
+def loop_config(cfg: Any, num_steps: int, eval_every: int) -> train_lib.LoopConfig:
+  """The Phoenix trainers' loop: evaluate every `eval_every` steps, keep the best
+  `cfg.selection_metric` (max), stop early after `cfg.patience` evaluations without a gain
+  (0: never) or at the first evaluation past `cfg.max_train_seconds`."""
+  return train_lib.LoopConfig(
+      num_steps=num_steps, log_every=cfg.log_every, eval_every=eval_every,
+      checkpoint_every=cfg.checkpoint_every, best_metric=cfg.selection_metric,
+      best_mode="max", patience=cfg.patience or None, progress_bar=False,
+      max_seconds=cfg.max_train_seconds)
+
+
+def stop_reason(fit_result: Any) -> str:
+  """A train_lib.FitResult's end as the result files' "stopped" field: "num_epochs" (all
+  the configured epochs), "early_stop" (patience) or "time_budget" (max_train_seconds)."""
+  reason = fit_result.end_reason
+  return "num_epochs" if reason in (None, "num_steps") else reason

@@ -125,23 +125,10 @@ def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) ->
 
   untrained = eval_fn(params)
   start = time.perf_counter()
-  result, stopped, chunk_end = None, "num_epochs", 0
-  while chunk_end < num_steps:
-    chunk_end = min(num_steps, chunk_end + eval_every)
-    loop_cfg = train_lib.LoopConfig(
-        num_steps=chunk_end, log_every=cfg.log_every, eval_every=eval_every,
-        checkpoint_every=cfg.checkpoint_every, best_metric=cfg.selection_metric,
-        best_mode="max", patience=cfg.patience or None, progress_bar=False)
-    result = train_lib.fit(update, state, task.batch_fn(batcher), loop_cfg, workdir,
-                           eval_fn=eval_fn, config={"run": cfg.to_dict(),
-                                                    "model": str(mcfg)})
-    ends = [r for r in result.history if r["event"] == "end"]
-    if ends and ends[-1].get("reason") == "early_stop":
-      stopped = "early_stop"
-      break
-    if time.perf_counter() - start > cfg.max_train_seconds and chunk_end < num_steps:
-      stopped = "time_budget"
-      break
+  loop_cfg = common.loop_config(cfg, num_steps, eval_every)
+  result = train_lib.fit(update, state, task.batch_fn(batcher), loop_cfg, workdir,
+                         eval_fn=eval_fn, config={"run": cfg.to_dict(), "model": str(mcfg)})
+  stopped = common.stop_reason(result)
   best = result.selected_params
   test = task.evaluate(task.predict(best, task.test_lists), task.test_lists)
   final_step = int(result.state.step)

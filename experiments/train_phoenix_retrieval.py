@@ -117,26 +117,11 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
   untrained = eval_fn(params)
   logging.info("untrained validation: %s", untrained)
   train_start = time.perf_counter()
-  chunk_end = 0
-  result = None
-  stopped = "num_epochs"
   config_json = cfg.to_dict()
-  while chunk_end < num_steps:
-    chunk_end = min(num_steps, chunk_end + eval_every)
-    loop_cfg = train_lib.LoopConfig(
-        num_steps=chunk_end, log_every=cfg.log_every, eval_every=eval_every,
-        checkpoint_every=cfg.checkpoint_every, best_metric=cfg.selection_metric,
-        best_mode="max", patience=cfg.patience or None, progress_bar=False)
-    result = train_lib.fit(update, state, task.batch_fn(batcher), loop_cfg, workdir,
-                           eval_fn=eval_fn, config=config_json)
-    ends = [r for r in result.history if r["event"] == "end"]
-    if ends and ends[-1].get("reason") == "early_stop":
-      stopped = "early_stop"
-      break
-    if time.perf_counter() - train_start > cfg.max_train_seconds and chunk_end < num_steps:
-      stopped = "time_budget"
-      logging.info("time budget of %.0f s reached at step %d", cfg.max_train_seconds, chunk_end)
-      break
+  loop_cfg = common.loop_config(cfg, num_steps, eval_every)
+  result = train_lib.fit(update, state, task.batch_fn(batcher), loop_cfg, workdir,
+                         eval_fn=eval_fn, config=config_json)
+  stopped = common.stop_reason(result)
   train_seconds = time.perf_counter() - train_start
   final_step = int(result.state.step)
   best = result.selected_params

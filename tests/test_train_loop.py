@@ -1,4 +1,5 @@
 """fit(): best selection, early stopping, NaN policies, in-process resume, records."""
+import dataclasses
 import io
 import json
 import logging
@@ -203,6 +204,31 @@ def test_resume_warns_with_only_the_changed_config_fields(tmp_path, caplog):
   (warning,) = [r.getMessage() for r in caplog.records if "differs" in r.getMessage()]
   assert "in 1 field(s)" in warning and warning.endswith("baselines: true -> false")
   assert "seed" not in warning and "model" not in warning
+
+
+def test_time_budget_stops_after_an_evaluation_and_fit_again_continues(tmp_path):
+  run = make_run()
+  cfg = loop_config(30, eval_every=10, checkpoint_every=7)
+  ref = train.fit(run.update, run.state, run.batch_fn, cfg, str(tmp_path / "ref"),
+                  eval_fn=run.eval_fn)
+  assert ref.end_reason == "num_steps"
+  budget = dataclasses.replace(cfg, max_seconds=0.0)  # past the budget at the first check
+  work = str(tmp_path / "work")
+  res = train.fit(run.update, run.state, run.batch_fn, budget, work, eval_fn=run.eval_fn)
+  assert int(res.state.step) == 10 and res.end_reason == "time_budget"
+  assert train.CheckpointManager(os.path.join(work, "checkpoints")).latest_step() == 10
+  res = train.fit(run.update, run.state, run.batch_fn, budget, work, eval_fn=run.eval_fn)
+  assert int(res.state.step) == 20 and res.end_reason == "time_budget"
+  res = train.fit(run.update, run.state, run.batch_fn, cfg, work, eval_fn=run.eval_fn)
+  assert int(res.state.step) == 30 and res.end_reason == "num_steps"
+  assert _params_equal(res.state.params, ref.state.params)
+  assert _params_equal(res.best_params, ref.best_params)
+  evals = lambda h: _strip([r for r in h if r["event"] != "end"])
+  assert evals(res.history) == evals(ref.history)
+  assert [(r["step"], r["reason"]) for r in res.history if r["event"] == "end"] == [
+      (10, "time_budget"), (20, "time_budget"), (30, "num_steps")]
+  with pytest.raises(ValueError, match="max_seconds"):
+    loop_config(30, max_seconds=-1.0)
 
 
 _EMA_OPT = train.OptimizerConfig(learning_rate=1e-2, warmup_steps=5, ema_decay=0.8)

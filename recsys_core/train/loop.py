@@ -15,7 +15,10 @@ At each step s (after the update), in this order:
                     (max/min, min_delta); a new best is exported to
                     <workdir>/best_params.npz (`save_params`); early stop after `patience`
                     evaluations in a row without improvement;
-  3. checkpoint     if s % checkpoint_every == 0, at num_steps, or when stopping early.
+  3. time budget    with cfg.max_seconds, after an evaluation (after a checkpoint step when
+                    there is no eval_fn): once this call has run longer than the budget, it
+                    stops with end reason "time_budget"; calling fit again continues;
+  4. checkpoint     if s % checkpoint_every == 0, at num_steps, or when stopping.
 
 Workdir layout:
   checkpoints/step_XXXXXXXX/   TrainState + best params + loop state (CheckpointManager)
@@ -77,11 +80,15 @@ class LoopConfig:
   progress_bar: bool = True         # tqdm, only when stderr is a TTY (else absl log lines)
   eval_online_params: bool = True   # with a parameter average (ema_decay > 0), also evaluate
                                     # the online params (records online_<key>; 2x eval time)
+  max_seconds: Optional[float] = None  # wall-clock budget of one fit call, checked after each
+                                    # evaluation (so no trained step goes unevaluated)
 
   def __post_init__(self):
     for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
       if getattr(self, name) < 1:
         raise ValueError(f"LoopConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.max_seconds is not None and self.max_seconds < 0:
+      raise ValueError(f"LoopConfig.max_seconds must be >= 0 or None, got {self.max_seconds}")
     if self.eval_every < 0:
       raise ValueError(f"LoopConfig.eval_every must be >= 0, got {self.eval_every}")
     if self.best_mode not in ("max", "min"):
@@ -105,6 +112,12 @@ class FitResult(NamedTuple):
     if self.best_params is not None:
       return self.best_params
     return jax.device_get(eval_params(self.state))
+
+  @property
+  def end_reason(self) -> Optional[str]:
+    """Why training ended: "num_steps", "early_stop" or "time_budget" (the last "end")."""
+    ends = [r for r in self.history if r["event"] == "end"]
+    return ends[-1]["reason"] if ends else None
 
 
 def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -272,6 +285,7 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
 
   pending = None
   t_last, step_last = time.time(), step
+  call_start = t_last
   try:
     while step < cfg.num_steps:
       state, metrics = update_fn(state, batch_fn(step))
@@ -321,6 +335,10 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
 
       if is_last and not loop["done"]:
         loop["done"] = "num_steps"
+      if (cfg.max_seconds is not None and not loop["done"]
+          and (eval_now or (eval_fn is None and ckpt_now))
+          and time.time() - call_start > cfg.max_seconds):
+        loop["done"] = "time_budget"
       if loop["done"]:
         recorder.write("end", step, {"reason": loop["done"], "best_step": loop["best_step"]})
         say(f"training ends at step {step} ({loop['done']}); best step {loop['best_step']}")
