@@ -775,7 +775,9 @@ def item_authors_for(dataset: str, author: str, item_ids: np.ndarray,
 
   `author` may join several attributes with "+" (Amazon: "brand+category"): the result is
   then [I, F], one column per attribute, which the featurizer hashes into separate author
-  hash slots (see phoenix.batching).
+  hash slots (see phoenix.batching). Amazon's "category" is the most specific category of
+  the item; "category:L" picks level L of its category list instead (0 = top level, 1 = the
+  next, ...; negative counts from the most specific, so "category" = "category:-1").
   """
   if author == "none":
     return None, {"author": "shared (one author)"}
@@ -789,8 +791,13 @@ def item_authors_for(dataset: str, author: str, item_ids: np.ndarray,
   if author == "genre" and dataset in ("ml-1m", "ml-1m-full"):
     attr, vocab = attributes.load_ml1m_genres(path, item_ids,
                                               "auto" if dataset == "ml-1m" else None)
-  elif author in ("brand", "category") and dataset in ("beauty", "sports"):
-    attr, vocab = attributes.load_item_attributes(path, item_ids, field=author)
+  elif author.split(":")[0] in ("brand", "category") and dataset in ("beauty", "sports"):
+    field, sep, level = author.partition(":")
+    if sep and (field != "category" or not level.lstrip("-").isdigit()):
+      raise ValueError(f"author field {author!r}: only 'category' takes a level, as "
+                       "'category:L' with an integer L (0 = top level, -1 = most specific)")
+    attr, vocab = attributes.load_item_attributes(path, item_ids, field=field,
+                                                  level=int(level) if level else -1)
   elif author == "genre" and hasattr(attributes, "load_first_genre"):
     attr, vocab = attributes.load_first_genre(dataset, path, item_ids)
   else:

@@ -265,6 +265,19 @@ def test_two_author_fields_from_the_amazon_attribute_file(tmp_path):
   assert both.shape == (4, 2) and info["author"] == "brand+category"
   np.testing.assert_array_equal(both[:, 0], brand)
   assert both[0, 0] == both[1, 0] and both[0, 1] != both[1, 1]   # same brand, other category
+  # "category:L" picks a level of the category list. Top levels: 3, 4, 3, 4; the most
+  # specific: 3, 4, 3, 3 (item 4's list is [4, 3]).
+  top, top_info = training.item_authors_for("beauty", "category:0", ids, str(tmp_path))
+  assert top[0] == top[2] != top[1] == top[3] and top_info["author"] == "category:0"
+  assert both[3, 1] == both[0, 1] != both[1, 1]
+  np.testing.assert_array_equal(
+      training.item_authors_for("beauty", "category:-1", ids, str(tmp_path))[0], both[:, 1])
+  three, _ = training.item_authors_for("beauty", "brand+category+category:0", ids,
+                                       str(tmp_path))
+  np.testing.assert_array_equal(three, np.concatenate([both, top[:, None]], axis=1))
+  for bad in ("category:x", "brand:1", "category:"):
+    with pytest.raises(ValueError, match="only 'category' takes a level"):
+      training.item_authors_for("beauty", bad, ids, str(tmp_path))
   x = training.synthetic_sequences(4, 4, 3, 6, seed=0)
   data = batching.SequenceData.from_interactions(x)
   cfg = _tiny_cfg(emb=training.EmbeddingConfig(emb_size=16, user_table_size=64,

@@ -55,8 +55,10 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
   cfg.patience = 5                   # evaluations without val improvement before stopping
   cfg.selection_metric = "ndcg@10"
   cfg.ks = (5, 10, 20, 50)
-  # "none" | "genre" (ML-1M) | "brand" | "category" | "brand+category" (Amazon; the two
-  # attributes split the author hash slots, so use model.emb.num_author_hashes=4 with it)
+  # "none" | "genre" (ML-1M) | "brand" | "category" (Amazon: the most specific category;
+  # "category:L" = level L of the item's category list, 0 = top) | several joined with "+",
+  # e.g. "brand+category" (the fields split the author hash slots, so num_author_hashes must
+  # be a multiple of their count: model.emb.num_author_hashes=4 for two fields)
   cfg.author = "none"
   cfg.baselines = True               # popularity and EASE in the same run
   cfg.ease_l2_grid = (100.0, 500.0, 2000.0)
