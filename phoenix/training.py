@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import logging
 import math
+import re
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -793,7 +794,7 @@ def item_authors_for(dataset: str, author: str, item_ids: np.ndarray,
                                               "auto" if dataset == "ml-1m" else None)
   elif author.split(":")[0] in ("brand", "category") and dataset in ("beauty", "sports"):
     field, sep, level = author.partition(":")
-    if sep and (field != "category" or not level.lstrip("-").isdigit()):
+    if sep and (field != "category" or not re.fullmatch(r"-?[0-9]+", level)):
       raise ValueError(f"author field {author!r}: only 'category' takes a level, as "
                        "'category:L' with an integer L (0 = top level, -1 = most specific)")
     attr, vocab = attributes.load_item_attributes(path, item_ids, field=field,

@@ -275,7 +275,7 @@ def test_two_author_fields_from_the_amazon_attribute_file(tmp_path):
   three, _ = training.item_authors_for("beauty", "brand+category+category:0", ids,
                                        str(tmp_path))
   np.testing.assert_array_equal(three, np.concatenate([both, top[:, None]], axis=1))
-  for bad in ("category:x", "brand:1", "category:"):
+  for bad in ("category:x", "brand:1", "category:", "category:--1"):
     with pytest.raises(ValueError, match="only 'category' takes a level"):
       training.item_authors_for("beauty", bad, ids, str(tmp_path))
   x = training.synthetic_sequences(4, 4, 3, 6, seed=0)

@@ -172,10 +172,10 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
               dict(num_epochs=20, max_train_seconds=5400.0))
     cfg.update(budget)
   elif name in ("beauty_best", "sports_best"):
-    # The *_cpu recipe plus what moved the metric (IMPROVEMENTS.md rows 29-37): block dropout
-    # 0.5, full softmax, brand and leaf category as two author fields, the 100-epoch cosine
-    # (decay_steps: 100 epochs less the 100 warm-up steps) stopped at 30 / 24 epochs, and an EMA 0.999 of the
-    # params for validation, selection and test. Beauty: 0.0918 ± 0.0005 / 0.0556 ± 0.0003
+    # The *_cpu recipe plus what moved the metric (IMPROVEMENTS.md, the Amazon retrieval
+    # rows): block dropout 0.5, full softmax, brand and leaf category as two author fields,
+    # the 100-epoch cosine (decay_steps: 100 epochs less the 100 warm-up steps) stopped at
+    # 30 / 24 epochs, and an EMA 0.999 of the params for validation, selection and test. Beauty: 0.0918 ± 0.0005 / 0.0556 ± 0.0003
     # HR@10 / NDCG@10 over 4 seeds (phoenix_retrieval_beauty_cpu_bd5_long_full_brandcat_
     # ema999_30ep*.json); Sports: 0.0541 ± 0.0005 / 0.0312 ± 0.0003 over 3 seeds
     # (phoenix_retrieval_sports_cpu_bd5_long_full_brandcat_ema999_24ep*.json).
