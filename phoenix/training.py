@@ -789,11 +789,11 @@ def item_authors_for(dataset: str, author: str, item_ids: np.ndarray,
   from recsys_core.data import attributes  # pylint: disable=g-import-not-at-top
   from recsys_core.data.loaders import dataset_file  # pylint: disable=g-import-not-at-top
   path = dataset_file(dataset, data_dir, attributes=True)
+  field, sep, level = author.partition(":")              # "category:L" = a category level
   if author == "genre" and dataset in ("ml-1m", "ml-1m-full"):
     attr, vocab = attributes.load_ml1m_genres(path, item_ids,
                                               "auto" if dataset == "ml-1m" else None)
-  elif author.split(":")[0] in ("brand", "category") and dataset in ("beauty", "sports"):
-    field, sep, level = author.partition(":")
+  elif field in ("brand", "category") and dataset in ("beauty", "sports"):
     if sep and (field != "category" or not re.fullmatch(r"-?[0-9]+", level)):
       raise ValueError(f"author field {author!r}: only 'category' takes a level, as "
                        "'category:L' with an integer L (0 = top level, -1 = most specific)")

@@ -175,11 +175,14 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     # The *_cpu recipe plus what moved the metric (IMPROVEMENTS.md, the Amazon retrieval
     # rows): block dropout 0.5, full softmax, brand and leaf category as two author fields,
     # the 100-epoch cosine (decay_steps: 100 epochs less the 100 warm-up steps) stopped at
-    # 30 / 24 epochs, and an EMA 0.999 of the params for validation, selection and test. Beauty: 0.0918 ± 0.0005 / 0.0556 ± 0.0003
-    # HR@10 / NDCG@10 over 4 seeds (phoenix_retrieval_beauty_cpu_bd5_long_full_brandcat_
-    # ema999_30ep*.json); Sports: 0.0541 ± 0.0005 / 0.0312 ± 0.0003 over 3 seeds
+    # 30 / 24 epochs, and an EMA 0.999 of the params for validation, selection and test.
+    # Beauty: 0.0918 ± 0.0005 / 0.0556 ± 0.0003 HR@10 / NDCG@10 over 4 seeds
+    # (phoenix_retrieval_beauty_cpu_bd5_long_full_brandcat_ema999_30ep*.json); Sports:
+    # 0.0541 ± 0.0005 / 0.0312 ± 0.0003 over 3 seeds
     # (phoenix_retrieval_sports_cpu_bd5_long_full_brandcat_ema999_24ep*.json).
     dataset = name[:-len("_best")]
+    decay_steps, num_epochs, max_train_seconds = {"beauty": (17300, 30, 5400.0),
+                                                  "sports": (27700, 24, 8000.0)}[dataset]
     cfg = get_config(dataset + "_cpu")
     cfg.tag = name
     cfg.author = "brand+category"
@@ -187,9 +190,9 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     cfg.model.block_dropout = 0.5
     cfg.model.loss = "full"
     cfg.optimizer.ema_decay = 0.999
-    cfg.optimizer.decay_steps = 17300 if dataset == "beauty" else 27700
-    cfg.update(dict(num_epochs=30, max_train_seconds=5400.0) if dataset == "beauty" else
-               dict(num_epochs=24, max_train_seconds=8000.0))
+    cfg.optimizer.decay_steps = decay_steps
+    cfg.num_epochs = num_epochs
+    cfg.max_train_seconds = max_train_seconds
   else:
     raise ValueError(f"unknown config {name!r}; known: quick, ml1m, beauty, sports, "
                      "ml1m_gpu, beauty_gpu, sports_gpu, beauty_cpu, sports_cpu, "
