@@ -4,8 +4,8 @@ Holdout analysis of one profile: each of its n items is held out in turn and the
 the rest, predicts that item's (normalised) rating and presence probability. The seed ran the
 model n times; `holdout_profile` runs the n leave-one-out copies as one batched call
 (`fast_holdout_fn`: through `model.holdout_forward`, which uses the input layer's linearity;
-`batched_holdout_fn`: dense copies through the full forward). `holdout_profile_loop` is the seed's per-item loop, kept as the benchmark
-baseline.
+`batched_holdout_fn`: dense copies through the full forward). `holdout_profile_loop` is the
+seed's per-item loop, kept as the benchmark baseline.
 
 Rating errors are in the hybrid normalised units (as in the seed's tables) and are computed
 only for items whose rating is explicit (inferred ratings are not ground truth).
@@ -62,7 +62,8 @@ def fast_holdout_fn(model_config, params, num_items: int) -> HoldoutFn:
     valid = np.zeros(pad, np.float32)
     it[:n], va[:n], valid[:n] = items, values, 1.0
     pred, logp = jax.device_get(fn(params, it, va, valid))
-    return np.asarray(pred[:n], np.float32), np.exp(np.asarray(logp[:n], np.float64)).astype(np.float32)
+    return (np.asarray(pred[:n], np.float32),
+            np.exp(np.asarray(logp[:n], np.float64)).astype(np.float32))
 
   return call
 
@@ -122,7 +123,8 @@ def holdout_profile_loop(apply_eval: ApplyEval, num_items: int, items: np.ndarra
 def _stats(x: np.ndarray, median: bool = True) -> dict:
   x = np.asarray(x, np.float64)
   if len(x) == 0:
-    return {k: float("nan") for k in ("mean", "std", "min", "max") + (("median",) if median else ())}
+    return {k: float("nan")
+            for k in ("mean", "std", "min", "max") + (("median",) if median else ())}
   d = {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "max": float(x.max())}
   if median:
     d["median"] = float(np.median(x))
@@ -154,10 +156,11 @@ def evaluation_set_holdout(holdout_fn: HoldoutFn, profiles: SparseProfiles,
   probs = np.concatenate(probs) if probs else np.zeros(0)
   return {"n_profiles": len(prof_prob), "n_items": int(len(probs)),
           "per_item_rating_abs_error": _stats(errs), "per_item_presence_prob": _stats(probs),
-          "per_profile": {"mean_of_mean_errors": float(np.mean(prof_err)) if prof_err else float("nan"),
-                          "std_of_mean_errors": float(np.std(prof_err)) if prof_err else float("nan"),
-                          "mean_of_mean_probs": float(np.mean(prof_prob)) if prof_prob else float("nan"),
-                          "std_of_mean_probs": float(np.std(prof_prob)) if prof_prob else float("nan")}}
+          "per_profile": {
+              "mean_of_mean_errors": float(np.mean(prof_err)) if prof_err else float("nan"),
+              "std_of_mean_errors": float(np.std(prof_err)) if prof_err else float("nan"),
+              "mean_of_mean_probs": float(np.mean(prof_prob)) if prof_prob else float("nan"),
+              "std_of_mean_probs": float(np.std(prof_prob)) if prof_prob else float("nan")}}
 
 
 def format_profile_table(t: dict) -> str:
@@ -168,22 +171,27 @@ def format_profile_table(t: dict) -> str:
       f"  Mean absolute error:  {e['mean']:.4f}", f"  Std dev:              {e['std']:.4f}",
       f"  Min error:            {e['min']:.4f}", f"  Max error:            {e['max']:.4f}",
       "--- Presence Probability Stats ---",
-      f"  Mean probability:     {100 * p['mean']:.4f}%", f"  Std dev:              {100 * p['std']:.4f}%",
-      f"  Min probability:      {100 * p['min']:.4f}%", f"  Max probability:      {100 * p['max']:.4f}%"])
+      f"  Mean probability:     {100 * p['mean']:.4f}%",
+      f"  Std dev:              {100 * p['std']:.4f}%",
+      f"  Min probability:      {100 * p['min']:.4f}%",
+      f"  Max probability:      {100 * p['max']:.4f}%"])
 
 
 def format_evaluation_table(t: dict) -> str:
   e, p, a = t["per_item_rating_abs_error"], t["per_item_presence_prob"], t["per_profile"]
   return "\n".join([
-      "=" * 80, f"EVALUATION SET HOLDOUT VALIDATION ({t['n_profiles']} profiles, {t['n_items']} items)",
+      "=" * 80,
+      f"EVALUATION SET HOLDOUT VALIDATION ({t['n_profiles']} profiles, {t['n_items']} items)",
       "=" * 80,
       "--- Per-Item Rating Prediction Stats --- (hybrid normalised units)",
       f"  Mean absolute error:  {e['mean']:.4f}", f"  Std dev:              {e['std']:.4f}",
       f"  Min error:            {e['min']:.4f}", f"  Max error:            {e['max']:.4f}",
       f"  Median error:         {e['median']:.4f}",
       "--- Per-Item Presence Probability Stats ---",
-      f"  Mean probability:     {100 * p['mean']:.4f}%", f"  Std dev:              {100 * p['std']:.4f}%",
-      f"  Min probability:      {100 * p['min']:.4f}%", f"  Max probability:      {100 * p['max']:.4f}%",
+      f"  Mean probability:     {100 * p['mean']:.4f}%",
+      f"  Std dev:              {100 * p['std']:.4f}%",
+      f"  Min probability:      {100 * p['min']:.4f}%",
+      f"  Max probability:      {100 * p['max']:.4f}%",
       f"  Median probability:   {100 * p['median']:.4f}%",
       "--- Per-Profile Aggregated Stats ---",
       f"  Mean of profile mean errors:    {a['mean_of_mean_errors']:.4f}",

@@ -83,7 +83,8 @@ class RatingTransform:
 
   @property
   def c(self) -> float:
-    return self.neutral if self.neutral is not None else self.lo + NEUTRAL_FRACTION * (self.hi - self.lo)
+    return (self.neutral if self.neutral is not None
+            else self.lo + NEUTRAL_FRACTION * (self.hi - self.lo))
 
   @property
   def tau_value(self) -> float:
@@ -94,7 +95,8 @@ class RatingTransform:
     return self.std_floor if self.std_floor is not None else (self.hi - self.lo) / 18.0
 
   # --- statistics -----------------------------------------------------------------------
-  def user_stats(self, users: np.ndarray, ratings: Optional[np.ndarray], num_users: int) -> UserStats:
+  def user_stats(self, users: np.ndarray, ratings: Optional[np.ndarray],
+                 num_users: int) -> UserStats:
     """Mean/std/count of each user's explicit ratings (NaN = unrated is ignored).
 
     Users without any explicit rating get mean = neutral point and std = 0 (w_u = 0).
@@ -162,7 +164,8 @@ class RatingTransform:
     masked out of the loss.
     """
     n = len(users)
-    r = np.full(n, np.nan, np.float64) if ratings is None else np.asarray(ratings, np.float64).copy()
+    r = (np.full(n, np.nan, np.float64) if ratings is None
+         else np.asarray(ratings, np.float64).copy())
     explicit = ~np.isnan(r)
     in_loss = explicit.copy()
     dropped_rows = np.zeros(n, bool) if dropped is None else (np.asarray(dropped, bool) & ~explicit)

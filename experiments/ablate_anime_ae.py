@@ -23,10 +23,11 @@ protocol A (ratings > 7, users with >= 5 items, as experiments/eval_anime_ae.py 
 except "dropped" (eval_anime_ae.py's mae data: all rows, users with >= 5 ratings).
 
 Writes, after every seed of every ablation (so a cut-short run keeps what finished):
-  experiments/results/ablation_ae_<ablation><--name_suffix>.json   recsys_core.results schema; metrics
-      "<variant>/<metric>" (per-seed lists summarised) and "<variant>/diff/<metric>" (variant
-      minus baseline, paired per seed); extra: variants, baseline, per-run best step, train
-      seconds, validation and training-loss curves, type shares (dropout), attenuation (legacy)
+  experiments/results/ablation_ae_<ablation><--name_suffix>.json   recsys_core.results schema;
+      metrics "<variant>/<metric>" (per-seed lists summarised) and "<variant>/diff/<metric>"
+      (variant minus baseline, paired per seed); extra: variants, baseline, per-run best step,
+      train seconds, validation and training-loss curves, type shares (dropout), attenuation
+      (legacy)
   experiments/results/plots/ablation_ae_<ablation>.png   validation metric vs step (mean +- std
       band per variant) and the training presence loss.
 
@@ -97,7 +98,8 @@ def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
                    name_suffix: str = "") -> tuple[str, str]:
   """Writes the result JSON and the plot of one ablation from its finished runs."""
   protocol = spec.protocol
-  keys = ablation.RANK_METRICS if protocol == "ranking" else ablation.MAE_METRICS + ablation.RANK_METRICS
+  keys = (ablation.RANK_METRICS if protocol == "ranking"
+          else ablation.MAE_METRICS + ablation.RANK_METRICS)
   tests = {v: [r.test for r in rs] for v, rs in runs.items()}
   metrics = {f"{v}/{k}": [t[k] for t in ts] for v, ts in tests.items() for k in keys}
   metrics.update(_paired_diffs(tests, spec.baseline, keys))
@@ -128,7 +130,8 @@ def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
     for v, rs in runs.items():
       if all("attenuation" in r.extra for r in rs):
         extra.setdefault("legacy_attenuation", {})[v] = [r.extra["attenuation"] for r in rs]
-  config = {"baseline": cfg.to_dict(), "variants": {v: c.to_dict() for v, c in variant_cfgs.items()},
+  config = {"baseline": cfg.to_dict(),
+            "variants": {v: c.to_dict() for v, c in variant_cfgs.items()},
             "protocol": protocol}
   path = results.write_result(
       name=f"ablation_ae_{name}{name_suffix}", dataset=dataset,

@@ -146,7 +146,8 @@ def run_mae(dataset: str, cfg, seeds: list[int], on_seed=None) -> dict[str, Any]
 
     t0 = time.perf_counter()
     ae = AutoencoderScorer(_ae_config(cfg, seed)).fit(
-        split.train, validate=lambda s: {"neg_mae": -mae_of(s, split.val_inputs, split.val_targets)[0]},
+        split.train,
+        validate=lambda s: {"neg_mae": -mae_of(s, split.val_inputs, split.val_targets)[0]},
         best_metric="neg_mae")
     out["ae_train_seconds"].append(round(time.perf_counter() - t0, 1))
     out["ae_best_step"].append(ae.best_step)
@@ -165,7 +166,8 @@ def run_mae(dataset: str, cfg, seeds: list[int], on_seed=None) -> dict[str, Any]
     outs = ae.model.outputs(profiles)
     pred_n = outs.rating_pred[tt.users[ok], tt.items[ok]]
     true_n = tr.normalize(tt.ratings[ok], stats.mean[tt.users[ok]], stats.std[tt.users[ok]])
-    mean_n = tr.normalize(user_mean[tt.users[ok]], stats.mean[tt.users[ok]], stats.std[tt.users[ok]])
+    mean_n = tr.normalize(user_mean[tt.users[ok]], stats.mean[tt.users[ok]],
+                          stats.std[tt.users[ok]])
     out["ae_mae"].append(mae)
     out["user_mean_mae"].append(um)
     out["ae_mae_normalised"].append(float(np.mean(np.abs(pred_n - true_n))))
@@ -179,7 +181,8 @@ def run_mae(dataset: str, cfg, seeds: list[int], on_seed=None) -> dict[str, Any]
 
 def run_benchmark(cfg, n_items: int = 200, repeats: int = 3) -> dict[str, Any]:
   """Batched holdout of an n-item profile vs the per-item loop, on a quickly trained model."""
-  from anime_ae.profiles import build_profiles, filter_profiles  # pylint: disable=g-import-not-at-top
+  from anime_ae.profiles import (  # pylint: disable=g-import-not-at-top
+      build_profiles, filter_profiles)
   x = load_dataset("anime", None)
   ae_cfg = AEConfig.from_config_dict(cfg)
   transform = ae_cfg.ratings.make(x.ratings)
@@ -204,7 +207,8 @@ def run_benchmark(cfg, n_items: int = 200, repeats: int = 3) -> dict[str, Any]:
     slow = analysis.holdout_profile_loop(loop_fn, x.num_items, items, values, explicit)
     tl.append(time.perf_counter() - t0)
   max_diff = float(np.max(np.abs(fast.pred_rating - slow.pred_rating)))
-  return {"batched_seconds": tb, "loop_seconds": tl, "speedup": float(np.median(tl) / np.median(tb)),
+  return {"batched_seconds": tb, "loop_seconds": tl,
+          "speedup": float(np.median(tl) / np.median(tb)),
           "max_abs_diff_pred": max_diff, "profile_items": n_items, "num_items": int(x.num_items),
           "model": dataclasses.asdict(ae_cfg.model)}
 
@@ -272,7 +276,8 @@ def main(argv):
         metrics={"batched_seconds": r["batched_seconds"], "loop_seconds": r["loop_seconds"],
                  "speedup": r["speedup"]}, seeds=[0], wall_seconds=time.perf_counter() - t0,
         results_dir=_OUT_DIR.value, extra={"max_abs_diff_pred": r["max_abs_diff_pred"]})
-    print(f"holdout of a {r['profile_items']}-item profile: batched {np.median(r['batched_seconds']):.3f} s, "
+    print(f"holdout of a {r['profile_items']}-item profile: "
+          f"batched {np.median(r['batched_seconds']):.3f} s, "
           f"loop {np.median(r['loop_seconds']):.3f} s, speedup {r['speedup']:.1f}x -> {path}")
 
 

@@ -30,7 +30,8 @@ from recsys_core.data import filters
 from recsys_core.data import load_dataset
 from recsys_core.data.types import Interactions
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/configs/baselines.py:<dataset>")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "experiments/configs/baselines.py:<dataset>")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder holding the dataset folders (e.g. shared/data); default "
     "$RECSYS_DATA_DIR. Not needed for the embedded anime data.")

@@ -28,7 +28,8 @@ from experiments.configs import baselines as baselines_config
 from recsys_core import baselines, evaluation, splits
 from recsys_core.data import filters, load_anime
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/main", "Output folder (checkpoints, model, report).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/main",
+                               "Output folder (checkpoints, model, report).")
 _SEED = flags.DEFINE_integer("split_seed", 0, "Protocol-A split seed.")
 _EASE_L2 = flags.DEFINE_float("ease_l2", 200.0, "EASE L2 regularisation (fixed: no grid here).")
 

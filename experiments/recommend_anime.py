@@ -32,10 +32,12 @@ _ITEMS = flags.DEFINE_list("items", None, "Profile as ID[:RATING],... (original 
 _CSV = flags.DEFINE_string("profile_csv", None, "Profile CSV with header item_id,rating.")
 _PTW = flags.DEFINE_list("plan_to_watch", [], "Plan-to-watch item ids.")
 _PTW_CSV = flags.DEFINE_string("plan_to_watch_csv", None, "CSV with header item_id.")
-_FILTER_PTW = flags.DEFINE_boolean("filter_plan_to_watch", True, "Never recommend plan-to-watch items.")
+_FILTER_PTW = flags.DEFINE_boolean("filter_plan_to_watch", True,
+                                   "Never recommend plan-to-watch items.")
 _MIX = flags.DEFINE_float("mix", None, "Presence/rating mix in [0, 1] (0 = rating only, "
                           "1 = presence only); default: the model's config (0.2).")
-_NICHE = flags.DEFINE_float("niche_boost", None, "Niche boost in [0, 1]; default: the config's (0).")
+_NICHE = flags.DEFINE_float("niche_boost", None,
+                            "Niche boost in [0, 1]; default: the config's (0).")
 _TOP_K = flags.DEFINE_integer("top_k", None, "How many recommendations.")
 _EXPLAIN = flags.DEFINE_boolean("explain", True, "Show the profile items behind each one.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders, for names.")
@@ -113,7 +115,8 @@ def parse_ids(model: TrainedAE, ids: list[str], csv_path: Optional[str]) -> np.n
       rows = list(csv.reader(f))
     if not rows or rows[0][0].strip() != "item_id":
       raise ProfileError(f"{csv_path} line 1: expected the header 'item_id'")
-    entries += [(r[0], f"{csv_path} line {n}") for n, r in enumerate(rows[1:], 2) if r and r[0].strip()]
+    entries += [(r[0], f"{csv_path} line {n}") for n, r in enumerate(rows[1:], 2)
+                if r and r[0].strip()]
   out = []
   for token, where in entries:
     item_id = _parse_id(token, where)
@@ -144,8 +147,8 @@ def main(argv):
     names = np.array([lookup.get(int(i), "") for i in model.item_ids], dtype=object)
   recs = model.recommend(items, stars, ptw, cfg, explain=_EXPLAIN.value)
   print(f"profile: {len(items)} items ({int(np.sum(~np.isnan(stars)))} rated); plan-to-watch "
-        f"{len(ptw)} ({'filtered' if cfg.filter_plan_to_watch else 'not filtered'}); mix {cfg.mix}, "
-        f"niche boost {cfg.niche_boost}")
+        f"{len(ptw)} ({'filtered' if cfg.filter_plan_to_watch else 'not filtered'}); "
+        f"mix {cfg.mix}, niche boost {cfg.niche_boost}")
   print(format_recommendations(recs, model.item_ids, names))
 
 

@@ -73,7 +73,8 @@ def load(cfg, data_dir: Optional[str]) -> tuple[batching.SequenceData, Optional[
     return batching.SequenceData.from_interactions(x), None, {"order": "synthetic"}
   if cfg.dataset == "anime":
     from recsys_core.data.loaders import load_anime  # pylint: disable=g-import-not-at-top
-    from recsys_core.data.loaders import DATASETS, resolve_data_dir  # pylint: disable=g-import-not-at-top
+    from recsys_core.data.loaders import (  # pylint: disable=g-import-not-at-top
+        DATASETS, resolve_data_dir)
     anime = load_anime(None if data_dir is None else os.path.join(
         resolve_data_dir(data_dir), DATASETS["anime"].folder))
     x = anime.interactions

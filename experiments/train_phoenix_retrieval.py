@@ -137,7 +137,8 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
   record = {
       "test": test, "val": best_val, "untrained_val": untrained, "baselines": base,
       "best_step": result.best_step, "final_step": final_step,
-      "epochs": final_step / steps_per_epoch, "best_epoch": (result.best_step or 0) / steps_per_epoch,
+      "epochs": final_step / steps_per_epoch,
+      "best_epoch": (result.best_step or 0) / steps_per_epoch,
       "train_seconds": train_seconds, "stopped": stopped,
       "wall_seconds": time.perf_counter() - start}
   if write:

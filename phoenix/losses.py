@@ -151,7 +151,8 @@ def multi_label_sigmoid_loss(logits: jax.Array, labels: jax.Array, mask: jax.Arr
   # Stable: max(x,0) - x*y + log(1+exp(-|x|)); masked entries are zeroed with `where`
   # so that inf/nan logits there cannot leak into the loss or its gradient.
   safe_logits = jnp.where(mask > 0, logits, 0.0)
-  ce = jnp.maximum(safe_logits, 0) - safe_logits * labels + jnp.log1p(jnp.exp(-jnp.abs(safe_logits)))
+  ce = (jnp.maximum(safe_logits, 0) - safe_logits * labels
+        + jnp.log1p(jnp.exp(-jnp.abs(safe_logits))))
   ce = ce * mask
   weights = mask if head_weights is None else mask * head_weights.astype(jnp.float32)
   weighted = ce if head_weights is None else ce * head_weights.astype(jnp.float32)

@@ -226,7 +226,8 @@ class RetrievalConfig(TransformerFields):
   block_dropout: float = 0.0
 
   def model_config(self):
-    from phoenix.recsys_retrieval_model import PhoenixRetrievalModelConfig  # pylint: disable=g-import-not-at-top
+    from phoenix.recsys_retrieval_model import (  # pylint: disable=g-import-not-at-top
+        PhoenixRetrievalModelConfig)
     return PhoenixRetrievalModelConfig(
         model=dataclasses.replace(self.transformer_config(), dropout_rate=self.block_dropout),
         emb_size=self.emb.emb_size, history_seq_len=self.history_len,

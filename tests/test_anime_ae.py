@@ -182,7 +182,8 @@ def test_transform_unrated_gets_user_mean_and_is_masked():
   assert stats.mean[1] == pytest.approx(np.mean([2, 5, 8, 10]))
   row = 8  # (1, 7, nan)
   assert not in_loss[row] and in_loss[:8].all()
-  assert values[row] == pytest.approx(float(t.normalize(stats.mean[1], stats.mean[1], stats.std[1])))
+  assert values[row] == pytest.approx(
+      float(t.normalize(stats.mean[1], stats.mean[1], stats.std[1])))
 
 
 def test_dropped_unrated_fixed_vs_user_relative():

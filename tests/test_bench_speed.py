@@ -54,7 +54,8 @@ def test_ae_flops_benchmark_tiny():
   assert set(res["variants"]) == {"as_trained"} and res["best_step_variant"] == "as_trained"
   v = res["variants"]["as_trained"]
   assert res["fraction_of_peak"] == pytest.approx(
-      (v["step_flops_exact"] / v["step_seconds"]) / (res["matmul_flops"] / res["seconds"]["matmul"]))
+      (v["step_flops_exact"] / v["step_seconds"])
+      / (res["matmul_flops"] / res["seconds"]["matmul"]))
   assert res["fraction_of_peak"] > 0 and res["fraction_of_peak_as_trained"] > 0
   if res["xla_flops"] is not None:   # XLA counts the matmuls plus elementwise work
     assert res["xla_flops"] >= 0.9 * f["train_exact"]

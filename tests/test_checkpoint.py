@@ -131,7 +131,8 @@ def test_shape_mismatch_names_path_and_both_shapes(tmp_path):
   with pytest.raises(train.CheckpointMismatchError) as err:
     mgr.restore(_state(hidden=6))
   msg = str(err.value)
-  assert ".params['mlp/~/linear_0']['w']: shape (3, 4) in the checkpoint, (3, 6) in the model" in msg
+  assert (".params['mlp/~/linear_0']['w']: shape (3, 4) in the checkpoint, "
+          "(3, 6) in the model") in msg
   assert "(4,) in the checkpoint, (6,) in the model" in msg  # the bias, and adam's moments
   assert mgr.all_steps() == [1]  # a config error is not damage: nothing is moved aside
 
@@ -198,4 +199,5 @@ def test_optax_states_round_trip(tmp_path):
   mgr.save(0, {"opt": st, "none": None, "empty": ()}, {})
   got, _, _ = mgr.restore({"opt": st, "none": None, "empty": ()})
   _assert_trees_equal(got, {"opt": st, "none": None, "empty": ()})
-  assert type(optax.tree_utils.tree_get(got, "scale")) is type(optax.tree_utils.tree_get(st, "scale"))
+  assert (type(optax.tree_utils.tree_get(got, "scale"))
+          is type(optax.tree_utils.tree_get(st, "scale")))

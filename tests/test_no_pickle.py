@@ -84,7 +84,8 @@ def test_scanner_catches_offenders(tmp_path):
   pkg.mkdir()
   (pkg / "a.py").write_text("import pickle\nx = pickle.loads(b'')\n")
   (pkg / "b.py").write_text("import numpy as np\nnp.load('f.npy', allow_pickle=True)\n")
-  (pkg / "c.py").write_text("from cloudpickle import loads\nimport pandas as pd\npd.read_pickle('x')\n")
+  (pkg / "c.py").write_text(
+      "from cloudpickle import loads\nimport pandas as pd\npd.read_pickle('x')\n")
   (pkg / "ok.py").write_text("import numpy as np\nnp.load('f.npz', allow_pickle=False)\n")
   (tmp_path / "tests").mkdir()
   (tmp_path / "tests" / "t.py").write_text("import pickle\n")      # tests/ are exempt

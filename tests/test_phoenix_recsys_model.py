@@ -74,7 +74,8 @@ def test_parameter_tree_flags_off_is_the_release_tree_and_flags_add_only_their_p
           "transformer/decoder_layer_1/multi_head_attention/attention_temperature_raw"}
       assert _release_names() <= names
   assert shapes["phoenix_model"]["proj_mat_1"].shape == (2 * D, D)
-  assert shapes["phoenix_model"]["proj_mat_3"].shape == (4 * D + D + D, D)  # hashes, action emb, surface emb
+  # hashes, action emb, surface emb
+  assert shapes["phoenix_model"]["proj_mat_3"].shape == (4 * D + D + D, D)
   assert shapes["phoenix_model"]["proj_mat_2"].shape == (4 * D + D, D)
   assert shapes["phoenix_model"]["unembeddings"].shape == (D, A)
 

@@ -101,7 +101,8 @@ def test_nan_raise_names_step_and_keeps_last_good_checkpoint(tmp_path):
   bad = make_run(nan_at=23)
   work = tmp_path / "work"
   cfg = loop_config(40)
-  with pytest.raises(train.NonFiniteError, match=r"at step 23 \(the update on batch_fn\(23\)\)") as e:
+  with pytest.raises(train.NonFiniteError,
+                     match=r"at step 23 \(the update on batch_fn\(23\)\)") as e:
     train.fit(bad.update, bad.state, bad.batch_fn, cfg, str(work), eval_fn=bad.eval_fn)
   assert e.value.step == 23
   ckdir = work / "checkpoints"
@@ -121,15 +122,18 @@ def test_nan_raise_names_step_and_keeps_last_good_checkpoint(tmp_path):
   assert _files(ckdir / "step_00000020") == snapshot
   full = train.fit(clean.update, clean.state, clean.batch_fn, cfg, str(tmp_path / "full"),
                    eval_fn=clean.eval_fn)
-  fixed = train.fit(clean.update, clean.state, clean.batch_fn, cfg, str(work), eval_fn=clean.eval_fn)
+  fixed = train.fit(clean.update, clean.state, clean.batch_fn, cfg, str(work),
+                    eval_fn=clean.eval_fn)
   assert _params_equal(fixed.state.params, full.state.params)
 
 
 def test_nan_skip_leaves_params_unchanged_and_continues(tmp_path):
   run = make_run(nan_at=23, nan_policy="skip")
   work = str(tmp_path)
-  before = train.fit(run.update, run.state, run.batch_fn, loop_config(23), work, run.eval_fn)   # 23 updates
-  after = train.fit(run.update, run.state, run.batch_fn, loop_config(24), work, run.eval_fn)    # + bad batch 23
+  # 23 updates
+  before = train.fit(run.update, run.state, run.batch_fn, loop_config(23), work, run.eval_fn)
+  # + bad batch 23
+  after = train.fit(run.update, run.state, run.batch_fn, loop_config(24), work, run.eval_fn)
   assert int(after.state.step) == 24
   assert _params_equal(after.state.params, before.state.params)
   assert _params_equal(after.state.opt_state, before.state.opt_state)
@@ -335,7 +339,8 @@ def test_progress_bar_only_on_a_tty(tmp_path, monkeypatch, caplog):
   fake = _FakeTTY()
   monkeypatch.setattr(sys, "stderr", fake)
   with caplog.at_level(logging.INFO, logger="absl"):
-    train.fit(run.update, run.state, run.batch_fn, loop_config(10, checkpoint_every=100, progress_bar=True),
+    train.fit(run.update, run.state, run.batch_fn,
+              loop_config(10, checkpoint_every=100, progress_bar=True),
               str(tmp_path), eval_fn=run.eval_fn)
   out = fake.getvalue()
   assert "10/10" in out and "eval at step 10" in out, out  # tqdm bar; evals written through it

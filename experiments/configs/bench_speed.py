@@ -5,8 +5,8 @@
   experiments/bench_input_pipeline.py  --config experiments/configs/bench_speed.py[:tiny]
   experiments/bench_retrieval_loss.py  --config experiments/configs/bench_speed.py[:tiny]
 
-Each binary reads its own section (ae_flops, retrieval, input_pipeline, retrieval_loss). "full" (default) is
-the recorded run; "tiny" is a seconds-long smoke run (the tests use it).
+Each binary reads its own section (ae_flops, retrieval, input_pipeline, retrieval_loss).
+"full" (default) is the recorded run; "tiny" is a seconds-long smoke run (the tests use it).
 Every figure is measured in `rounds` interleaved rounds (each round times every variant once,
 so background load on the shared machine hits all variants alike); the median over rounds is
 the reported figure, all per-round values are kept in the result file.

@@ -41,7 +41,8 @@ class Interactions:
   def __post_init__(self):
     n = len(self.users)
     if len(self.items) != n:
-      raise ValueError(f"{self.source}: users and items differ in length ({n} vs {len(self.items)})")
+      raise ValueError(f"{self.source}: users and items differ in length "
+                       f"({n} vs {len(self.items)})")
     for name in ("ratings", "order"):
       value = getattr(self, name)
       if value is not None and len(value) != n:

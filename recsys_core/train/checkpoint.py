@@ -99,7 +99,8 @@ def _target_specs(target) -> tuple[list[dict], list[Any], Any]:
     if _is_prng_key(leaf):
       data = jax.eval_shape(jax.random.key_data, leaf)
       shape, dtype = data.shape, data.dtype
-    specs.append({"path": jax.tree_util.keystr(path), "shape": list(shape), "dtype": str(np.dtype(dtype))})
+    specs.append({"path": jax.tree_util.keystr(path), "shape": list(shape),
+                  "dtype": str(np.dtype(dtype))})
   return specs, [leaf for _, leaf in with_path], treedef
 
 
@@ -327,7 +328,8 @@ class CheckpointManager:
                          "tree": specs}))
       _write_commit(tmp)
       if os.path.exists(final):
-        trash = os.path.join(self.directory, f".trash-{os.path.basename(final)}-{uuid.uuid4().hex[:8]}")
+        trash = os.path.join(
+            self.directory, f".trash-{os.path.basename(final)}-{uuid.uuid4().hex[:8]}")
         os.rename(final, trash)
         os.rename(tmp, final)
         shutil.rmtree(trash, ignore_errors=True)
@@ -406,7 +408,8 @@ class CheckpointManager:
 
   def _set_aside(self, step: int, error: Exception) -> str:
     root = self.step_dir(step)
-    aside = os.path.join(self.directory, f"damaged-step_{step:08d}-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside = os.path.join(self.directory,
+                         f"damaged-step_{step:08d}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
       os.rename(root, aside)
     except OSError:

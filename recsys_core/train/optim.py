@@ -86,7 +86,8 @@ class OptimizerConfig:
 
 def make_schedule(cfg: OptimizerConfig) -> Callable[[jax.Array], jax.Array]:
   """The learning rate as a function of the update count (without the plateau scale)."""
-  lr, warmup, steps, final = cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.final_lr_factor
+  lr, warmup, steps, final = (cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps,
+                              cfg.final_lr_factor)
   if cfg.decay == "cosine" and steps <= 0:
     raise ValueError("decay='cosine' needs decay_steps > 0; for decay_steps 0 (the whole "
                      "run) build the optimizer from cfg.for_run(num_steps)")
