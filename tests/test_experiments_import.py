@@ -40,7 +40,7 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
 
 
 @pytest.mark.parametrize("name,result_file", [
-    ("beauty_best", "phoenix_retrieval_beauty_cpu_bd5_long_full_brandcat_ema999_30ep_seed2.json"),
+    ("beauty_best", "phoenix_retrieval_beauty_best_items14_seed2.json"),
     ("sports_best", "phoenix_retrieval_sports_cpu_bd5_long_full_brandcat_ema999_24ep_seed1.json"),
 ])
 def test_best_retrieval_recipes_reproduce_their_result_files(name, result_file):
