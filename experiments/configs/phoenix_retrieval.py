@@ -182,8 +182,8 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     # 0.0541 ± 0.0005 / 0.0312 ± 0.0003 over 3 seeds
     # (phoenix_retrieval_sports_cpu_bd5_long_full_brandcat_ema999_24ep*.json).
     dataset = name[:-len("_best")]
-    decay_steps, num_epochs, max_train_seconds = {"beauty": (17300, 30, 5400.0),
-                                                  "sports": (27700, 24, 8000.0)}[dataset]
+    decay_steps, num_epochs, max_train_seconds, item_table_size = {
+        "beauty": (17300, 30, 5400.0, 1 << 14), "sports": (27700, 24, 8000.0, 1 << 15)}[dataset]
     cfg = get_config(dataset + "_cpu")
     cfg.tag = name
     cfg.author = "brand+category"
@@ -194,8 +194,7 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     cfg.optimizer.decay_steps = decay_steps
     cfg.num_epochs = num_epochs
     cfg.max_train_seconds = max_train_seconds
-    if dataset == "beauty":
-      cfg.model.emb.item_table_size = 1 << 14
+    cfg.model.emb.item_table_size = item_table_size
   else:
     raise ValueError(f"unknown config {name!r}; known: quick, ml1m, beauty, sports, "
                      "ml1m_gpu, beauty_gpu, sports_gpu, beauty_cpu, sports_cpu, "
