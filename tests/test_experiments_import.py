@@ -41,20 +41,26 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
 
 @pytest.mark.parametrize("name,result_file", [
     ("beauty_best", "phoenix_retrieval_beauty_best_items14_seed2.json"),
-    ("sports_best", "phoenix_retrieval_sports_cpu_bd5_long_full_brandcat_ema999_24ep_seed1.json"),
+    ("sports_best", "phoenix_retrieval_sports_best_cat2_30ep_seed1.json"),
 ])
 def test_best_retrieval_recipes_reproduce_their_result_files(name, result_file):
   """The named best recipes are the configs that produced the numbers the docs quote: every
-  field of the committed run's config except its name, seed and whether baselines ran."""
+  field of the committed run's config except its name, seed and whether baselines ran. The
+  wall-clock budget may be larger than the run's, but only where that run stopped at its
+  epoch count, i.e. the budget did not shape the result."""
   import json
   import pathlib
   from experiments.configs import phoenix_retrieval as configs
   path = pathlib.Path(__file__).parent.parent / "experiments" / "results" / result_file
-  recorded = json.loads(path.read_text())["config"]
+  result = json.loads(path.read_text())
+  recorded = result["config"]
   cfg = configs.get_config(name).to_dict()
   assert cfg["tag"] == name
   for key, value in cfg.items():
     if key in ("tag", "seed", "baselines"):
+      continue
+    if key == "max_train_seconds" and value != recorded[key]:
+      assert result["stopped"] == "num_epochs" and value > recorded[key], (key, value, result)
       continue
     expected = recorded[key]
     if isinstance(value, tuple):
