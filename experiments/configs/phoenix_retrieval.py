@@ -15,7 +15,7 @@ Use as `--config experiments/configs/phoenix_retrieval.py:<name>` with <name> on
   beauty_best, sports_best
           the best recipe so far per Amazon dataset (the *_cpu one with block dropout, full
           softmax, brand + category (+ category level 2 on Sports) as author fields, the
-          long cosine stopped at 30 epochs and a parameter average; ~65 / ~120 min on one CPU
+          long cosine stopped at 30 epochs and a parameter average; ~55 / ~130 min on one CPU
           core); the result files they reproduce
           are named in the comment below and checked by tests/test_experiments_import.py
 Every field is recorded in the result file. `model` fields map 1:1 onto
