@@ -3,6 +3,8 @@
 Retrieval (two towers, scores = <user, candidate> / temperature on L2-normalised vectors):
   * `full_softmax_loss`: softmax cross-entropy of the target against every item of the corpus.
     Cheap when the corpus is small (ML-1M: 3.4k items) and then the best choice.
+    `prefix_seen_mask` builds its optional `exclude` mask: the items each row's user has
+    already seen, which the leave-one-out evaluation never ranks.
   * `sampled_softmax_loss`: softmax over the target, a subset of the batch's other targets
     ("in-batch negatives") and M sampled negatives, with the log-Q correction (Yi et al.,
     RecSys 2019; Bengio & Senecal 2008): every candidate's logit is reduced by
@@ -68,6 +70,25 @@ def full_softmax_loss(logits: jax.Array, targets: jax.Array,
   log_z = jax.nn.logsumexp(logits, axis=-1)
   target_logit = jnp.take_along_axis(logits, targets[:, None].astype(jnp.int32), axis=-1)[:, 0]
   return _masked_mean(log_z - target_logit, mask)
+
+
+def prefix_seen_mask(history_items: jax.Array, slots: jax.Array, num_items: int) -> jax.Array:
+  """[M, I] bool: the items a loss slot's user has seen, for `full_softmax_loss(exclude=)`.
+
+  Args:
+    history_items: [B, S] item index per history position (-1 = padding); the target of
+      position s is the item after it, so the items seen by then are positions 0..s.
+    slots: [M] flat indices b * S + s of the loss rows into the B*S (row, position) slots.
+    num_items: I.
+  """
+  s = history_items.shape[1]
+  rows = history_items[slots // s]                                   # [M, S]
+  seen = (jnp.arange(s)[None, :] <= (slots % s)[:, None]) & (rows >= 0)
+  # Unseen positions write to a spare column I, dropped after the scatter.
+  cols = jnp.where(seen, rows, num_items)
+  m = slots.shape[0]
+  mask = jnp.zeros((m, num_items + 1), bool).at[jnp.arange(m)[:, None], cols].set(True)
+  return mask[:, :num_items]
 
 
 def sampled_softmax_loss(query: jax.Array, positive: jax.Array, positive_ids: jax.Array,

@@ -224,6 +224,12 @@ class RetrievalConfig(TransformerFields):
   # Training only: dropout on every transformer block's attention and feed-forward outputs
   # (TransformerConfig.dropout_rate), SASRec's other dropout site. 0 = off.
   block_dropout: float = 0.0
+  # Full softmax only: drop the items already in a loss row's history prefix (positions
+  # 0..s for the target at s) from that row's softmax, except the target itself. The
+  # evaluation ranks with seen items excluded, so pushing them down is wasted effort, and
+  # it pushes down their neighbours (same brand or category) with them. False = the
+  # plain softmax over every item.
+  exclude_seen: bool = False
 
   def model_config(self):
     from phoenix.recsys_retrieval_model import (  # pylint: disable=g-import-not-at-top
@@ -245,6 +251,8 @@ class RetrievalConfig(TransformerFields):
                        f"(got {self.loss_positions} and {self.packed_positions})")
     if self.packed_positions < 0:
       raise ValueError(f"packed_positions must be >= 0, got {self.packed_positions}")
+    if self.exclude_seen and self.loss != "full":
+      raise ValueError(f"exclude_seen needs loss='full', got loss={self.loss!r}")
 
 
 def _retrieval_model(cfg: RetrievalConfig):
@@ -400,6 +408,8 @@ class RetrievalTask:
       valid = np.flatnonzero(flat >= 0)
       out["in_batch"] = rng.choice(valid, size=cfg.num_in_batch,
                                    replace=len(valid) < cfg.num_in_batch).astype(np.int32)
+    if cfg.exclude_seen:
+      out["history_items"] = ex.ids.history_items                  # [B,S] -1 = padding
     out["targets"] = targets
     return out
 
@@ -431,7 +441,9 @@ class RetrievalTask:
     flat_targets = jnp.maximum(targets.reshape(-1), 0)
     flat_valid = valid.reshape(-1)
     extra = {}
+    slots = jnp.arange(flat_targets.shape[0])                   # [M] into the B*S slots
     if "packed" in batch:   # packed_positions or loss_positions: M of the B*S slots
+      slots = batch["packed"]
       packed = batch["packed"]                                  # [M] into the B*S slots
       flat_users = flat_users[packed]                           # [M, D]
       flat_targets = flat_targets[packed]
@@ -443,7 +455,9 @@ class RetrievalTask:
       logits = flat_users @ corpus[0].astype(jnp.float32).T / temp
       if cfg.log_q:
         logits = logits - log_q[None, :]
-      loss = losses.full_softmax_loss(logits, flat_targets, flat_valid)
+      exclude = (losses.prefix_seen_mask(batch["history_items"], slots, self.num_items)
+                 if cfg.exclude_seen else None)                 # [M,I]
+      loss = losses.full_softmax_loss(logits, flat_targets, flat_valid, exclude=exclude)
     elif cfg.loss == "sampled":
       all_pos = fns.candidates(p, batch["batch"])[0].reshape(-1, d)  # [B*S, D] targets
       all_targets = jnp.maximum(batch["targets"].reshape(-1), 0)

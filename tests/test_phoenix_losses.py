@@ -128,3 +128,28 @@ def test_temperature_is_clipped():
   assert float(losses.temperature_from_log(jnp.log(0.05))) == pytest.approx(0.05)
   assert float(losses.temperature_from_log(jnp.array(-20.0))) == pytest.approx(0.01)
   assert float(losses.temperature_from_log(jnp.array(5.0))) == pytest.approx(1.0)
+
+
+def test_prefix_seen_mask_by_hand_and_the_target_stays_in_the_softmax():
+  # Two rows of S = 4 (-1 = padding); slots b * 4 + s.
+  hist = jnp.array([[5, 2, 5, -1], [0, 1, 3, 4]])
+  slots = jnp.array([0, 2, 3, 5, 7])
+  mask = np.asarray(losses.prefix_seen_mask(hist, slots, num_items=6))
+  expected = np.zeros((5, 6), bool)
+  for m, (b, s) in enumerate([(0, 0), (0, 2), (0, 3), (1, 1), (1, 3)]):
+    for item in np.asarray(hist)[b, :s + 1]:
+      if item >= 0:
+        expected[m, item] = True
+  np.testing.assert_array_equal(mask, expected)
+  assert mask[1].sum() == 2 and mask[4].sum() == 4      # repeats counted once; no padding
+  # With the mask the softmax runs over the unseen items plus the target, even a seen one.
+  rng = np.random.default_rng(3)
+  logits = rng.normal(size=(5, 6)).astype(np.float32)
+  targets = np.array([2, 5, 1, 3, 2])                   # row 1's target 5 was seen
+  loss = losses.full_softmax_loss(jnp.asarray(logits), jnp.asarray(targets),
+                                  exclude=jnp.asarray(mask))
+  keep = ~mask
+  keep[np.arange(5), targets] = True
+  z = np.log(np.where(keep, np.exp(logits), 0).sum(1))
+  np.testing.assert_allclose(float(loss), np.mean(z - logits[np.arange(5), targets]),
+                             rtol=1e-5)

@@ -68,6 +68,40 @@ def test_loss_is_finite_and_has_gradients(loss):
   assert sum(n > 0 for n in norms) > len(norms) // 2
 
 
+@pytest.mark.parametrize("packed_positions", [0, 24])
+def test_exclude_seen_drops_the_history_prefix_from_the_full_softmax(packed_positions):
+  """exclude_seen: each loss row's softmax leaves out the items of its history prefix (not
+  its target), packed or not; recomputed here from the users and the corpus."""
+  x = training.synthetic_sequences(8, 12, 3, 7, seed=6)   # 12 items: many repeats
+  data = batching.SequenceData.from_interactions(x)
+  kw = dict(history_len=8, packed_positions=packed_positions)
+  task = training.RetrievalTask(_tiny_cfg(exclude_seen=True, **kw), data,
+                                data.lengths() - 2, None, 8)
+  plain = training.RetrievalTask(_tiny_cfg(**kw), data, data.lengths() - 2, None, 8)
+  batch = task.make_batch(np.arange(8), np.random.default_rng(0))
+  params = task.fns.init(jax.random.PRNGKey(0), batch["batch"])
+  value = float(task.loss_fn(params, None, batch)[0])
+  hist, targets = batch["history_items"], batch["targets"]
+  p = params["phoenix"]
+  users = np.asarray(task.fns.prefix_users(p, batch["batch"])[0])       # [B,S,D]
+  corpus = np.asarray(task.fns.candidates(p, task.corpus_batch)[0][0])  # [I,D]
+  logits = users @ corpus.T / float(task.fns.temperature(params))      # [B,S,I]
+  terms, removed = [], 0
+  for b, s in zip(*np.nonzero(targets >= 0)):
+    keep = np.ones(data.num_items, bool)
+    keep[hist[b, :s + 1]] = False
+    keep[targets[b, s]] = True
+    removed += (~keep).sum()
+    row = logits[b, s]
+    terms.append(np.log(np.exp(row[keep]).sum()) - row[targets[b, s]])
+  assert removed > 0
+  np.testing.assert_allclose(value, np.mean(terms), rtol=1e-4)
+  plain_batch = {k: v for k, v in batch.items() if k != "history_items"}
+  assert float(plain.loss_fn(params, None, plain_batch)[0]) > value
+  with pytest.raises(ValueError, match="exclude_seen needs loss='full'"):
+    _tiny_cfg(exclude_seen=True, loss="sampled")
+
+
 def test_list_ndcg_by_hand():
   scores = np.array([[0.9, 0.1, 0.5]])
   rel = np.array([[0.0, 2.0, 1.0]])

@@ -39,7 +39,7 @@ def _model(**overrides):
       loss="full", num_negatives=1024, negative_sampler="uniform", sampler_alpha=0.75,
       num_in_batch=256, log_q=True, init_temperature=0.05, learn_temperature=True,
       loss_positions=0, packed_positions=0, pooling="last", embedding_dropout=0.0,
-      block_dropout=0.0)
+      block_dropout=0.0, exclude_seen=False)
   model.update(overrides)
   return model
 
