@@ -444,10 +444,9 @@ class RetrievalTask:
     slots = jnp.arange(flat_targets.shape[0])                   # [M] into the B*S slots
     if "packed" in batch:   # packed_positions or loss_positions: M of the B*S slots
       slots = batch["packed"]
-      packed = batch["packed"]                                  # [M] into the B*S slots
-      flat_users = flat_users[packed]                           # [M, D]
-      flat_targets = flat_targets[packed]
-      flat_valid = flat_valid[packed] & batch["packed_valid"]
+      flat_users = flat_users[slots]                            # [M, D]
+      flat_targets = flat_targets[slots]
+      flat_valid = flat_valid[slots] & batch["packed_valid"]
       extra["positions_dropped"] = batch["positions_dropped"]
     log_q = jnp.asarray(self.log_q)
     if cfg.loss == "full":
