@@ -57,12 +57,14 @@ def define_train_flags(config_hint: str, data_dir_note: str = "") -> None:
 def loop_config(cfg: Any, num_steps: int, eval_every: int) -> train_lib.LoopConfig:
   """The Phoenix trainers' loop: evaluate every `eval_every` steps, keep the best
   `cfg.selection_metric` (max), stop early after `cfg.patience` evaluations without a gain
-  (0: never) or at the first evaluation past `cfg.max_train_seconds`."""
+  (0: never) or at the first evaluation past `cfg.max_train_seconds`. With a parameter
+  average (optimizer.ema_decay > 0) the average is what is selected; `cfg.eval_online_params`
+  also evaluates the online params for the record (online_<key>), at twice the eval cost."""
   return train_lib.LoopConfig(
       num_steps=num_steps, log_every=cfg.log_every, eval_every=eval_every,
       checkpoint_every=cfg.checkpoint_every, best_metric=cfg.selection_metric,
       best_mode="max", patience=cfg.patience or None, progress_bar=False,
-      max_seconds=cfg.max_train_seconds)
+      max_seconds=cfg.max_train_seconds, eval_online_params=cfg.eval_online_params)
 
 
 def stop_reason(fit_result: Any) -> str:

@@ -40,6 +40,9 @@ def get_config(name: str = "anime") -> config_dict.ConfigDict:
   cfg.eval_every_epochs = 2.0
   cfg.patience = 4
   cfg.selection_metric = "auc_mean"  # mean AUC over the defined heads (validation lists)
+  # With optimizer.ema_decay > 0, also evaluate the online params (recorded as online_<key>,
+  # never selected): the comparison costs a second evaluation each time.
+  cfg.eval_online_params = True
   cfg.ablation = True
   cfg.author = "genre"               # "genre" (first genre) | "none"
   cfg.optimizer = common.optimizer(learning_rate=1e-3, warmup_steps=50)

@@ -55,6 +55,9 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
   cfg.eval_users = 0                 # validation users per evaluation (0 = all)
   cfg.patience = 5                   # evaluations without val improvement before stopping
   cfg.selection_metric = "ndcg@10"
+  # With optimizer.ema_decay > 0, also evaluate the online params (recorded as online_<key>,
+  # never selected): the comparison costs a second evaluation each time.
+  cfg.eval_online_params = True
   cfg.ks = (5, 10, 20, 50)
   # "none" | "genre" (ML-1M) | "brand" | "category" (Amazon: the most specific category;
   # "category:L" = level L of the item's category list, 0 = top) | several joined with "+",
