@@ -84,8 +84,13 @@ def test_empty_and_all_unknown_histories_give_the_cold_start_ranking(retriever):
   with pytest.warns(inference.PhoenixInputWarning, match="empty"):
     empty_ids, empty_scores = retriever.recommend([], k=NUM_ITEMS)
   assert len(empty_ids) == NUM_ITEMS and np.all(np.isfinite(empty_scores))
-  with pytest.warns(inference.PhoenixInputWarning, match="empty"):
+  # Two warnings: the unknown ids are dropped (named), then the history is empty.
+  with pytest.warns(inference.PhoenixInputWarning) as caught:
     unknown_ids, unknown_scores = retriever.recommend([1, 2, 3], k=NUM_ITEMS)
+  messages = [str(w.message) for w in caught]
+  assert len(messages) == 2, messages
+  assert "3 of 3 item ids are not in the model's vocabulary" in messages[0]
+  assert "[1, 2, 3] (dropped)" in messages[0] and "empty" in messages[1]
   np.testing.assert_array_equal(empty_ids, unknown_ids)
   np.testing.assert_allclose(empty_scores, unknown_scores, rtol=1e-6)
   # ... and it differs from a real history's ranking (the user tower does see the history).
