@@ -210,17 +210,20 @@ def _save(fig, path: str) -> None:
 
 # Config fields ignored when pooling runs over seeds, with how the table header names them:
 # the fields that name one run, the wall-clock budget (which run stopped by it is shown in
-# the epochs column), and whether the run also fitted popularity and EASE after training
-# (they do not touch the Phoenix model; a pool shows those of its first run that has them).
+# the epochs column), whether the online params were evaluated beside their average (a
+# record only: selection and test use the average), and whether the run also fitted
+# popularity and EASE after training (they do not touch the Phoenix model; a pool shows
+# those of its first run that has them).
 _RUN_ONLY_FIELD_NAMES = {"tag": "tag", "data_dir": "data folder",
                          "max_train_seconds": "wall-clock budget",
+                         "eval_online_params": "whether the online params were evaluated too",
                          "baselines": "whether the run fitted the baselines too"}
 _RUN_ONLY_FIELDS = ("seed", *_RUN_ONLY_FIELD_NAMES)
 
 
 # Config fields added after result files were committed, with the value that reproduces
 # the older runs (path of keys -> default); a file without the field is read as having it.
-ADDED_CONFIG_FIELDS = {("optimizer", "ema_decay"): 0.0}
+ADDED_CONFIG_FIELDS = {("optimizer", "ema_decay"): 0.0, ("eval_online_params",): True}
 
 
 def _with_added_fields(cfg: dict) -> dict:

@@ -39,10 +39,6 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
     configs.get_config("quick_gpu")
 
 
-# Top-level retrieval config fields newer than the result files, with the behaviour before.
-ADDED_AFTER_THE_RUNS = {"eval_online_params": True}
-
-
 @pytest.mark.parametrize("name,result_file", [
     ("beauty_best", "phoenix_retrieval_beauty_best_items14_seed2.json"),
     ("sports_best", "phoenix_retrieval_sports_best_cat2_30ep_seed1.json"),
@@ -53,10 +49,11 @@ def test_best_retrieval_recipes_reproduce_their_result_files(name, result_file):
   wall-clock budget may be larger than the run's, but only where that run stopped at its
   epoch count, i.e. the budget did not shape the result. A model field added after the run
   (absent from its record) must hold RetrievalConfig's default, the behaviour before it; so
-  must a top-level field added after it (ADDED_AFTER_THE_RUNS)."""
+  must a top-level field added after it (report.ADDED_CONFIG_FIELDS)."""
   import dataclasses
   import json
   import pathlib
+  from experiments import report
   from experiments.configs import phoenix_retrieval as configs
   from phoenix import training
   path = pathlib.Path(__file__).parent.parent / "experiments" / "results" / result_file
@@ -68,7 +65,7 @@ def test_best_retrieval_recipes_reproduce_their_result_files(name, result_file):
     if key in ("tag", "seed", "baselines"):
       continue
     if key not in recorded:
-      assert key in ADDED_AFTER_THE_RUNS and value == ADDED_AFTER_THE_RUNS[key], (key, value)
+      assert value == report.ADDED_CONFIG_FIELDS[(key,)], (key, value)
       continue
     if key == "max_train_seconds" and value != recorded[key]:
       assert result["stopped"] == "num_epochs" and value > recorded[key], (key, value, result)

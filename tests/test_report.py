@@ -109,13 +109,15 @@ def test_ablation_curves_are_redrawn_from_both_result_layouts(tmp_path):
 
 
 def _retrieval_run(d, tag, seed, hr, lr=1e-3, stopped="num_epochs", baselines=True,
-                   **optimizer):
+                   online=None, **optimizer):
   fitted = {"popularity/hr@10": 0.01, "ease/hr@10": 0.1, "ease/ndcg@10": 0.05}
+  extra_config = {} if online is None else {"eval_online_params": online}
   results.write_result(
       name=f"phoenix_retrieval_{tag}", dataset="ml-1m", protocol="leave_one_out",
       model="phoenix_retrieval",
       config={"seed": seed, "tag": tag, "data_dir": f"/data{seed}", "max_train_seconds": 10 * seed,
-              "baselines": baselines, "optimizer": {"learning_rate": lr, **optimizer}},
+              "baselines": baselines, "optimizer": {"learning_rate": lr, **optimizer},
+              **extra_config},
       metrics={"hr@10": hr, "ndcg@10": hr / 2, "val/ndcg@10": hr / 3,
                **(fitted if baselines else {})},
       seeds=[seed], wall_seconds=1.0, results_dir=d,
@@ -149,6 +151,21 @@ def test_runs_recorded_before_a_config_field_existed_pool_with_its_default(tmp_p
   report.regenerate(d)
   rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
   assert sorted(r["files"] for r in rows) == ["ema", "new_seed1, old"]
+
+
+def test_evaluating_the_online_params_too_does_not_split_a_pool(tmp_path):
+  """eval_online_params only adds a record (selection and test use the average), so runs
+  with it on, off or from before it existed pool; a real recipe change still splits."""
+  d = str(tmp_path)
+  _retrieval_run(d, "a", 0, 0.30, ema_decay=0.999)                        # before the field
+  _retrieval_run(d, "a_seed1", 1, 0.32, online=False, ema_decay=0.999)
+  _retrieval_run(d, "a_seed2", 2, 0.31, online=True, ema_decay=0.999)
+  _retrieval_run(d, "b", 0, 0.20, online=False, ema_decay=0.99)
+  report.regenerate(d)
+  rows = report.parse_table((tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text())
+  assert [r["files"] for r in rows] == ["a, a_seed1, a_seed2", "b"]
+  assert "whether the online params were evaluated too" in (
+      tmp_path / "tables" / "phoenix_retrieval_runs.md").read_text()
 
 
 def test_a_run_without_baselines_pools_with_its_seeds_and_shows_their_baselines(tmp_path):
