@@ -65,6 +65,9 @@ def test_best_retrieval_recipes_reproduce_their_result_files(name, result_file):
     if key in ("tag", "seed", "baselines"):
       continue
     if key not in recorded:
+      assert (key,) in report.ADDED_CONFIG_FIELDS, (
+          f"config field {key!r} is absent from {result_file}: register its pre-existing "
+          "behaviour in report.ADDED_CONFIG_FIELDS")
       assert value == report.ADDED_CONFIG_FIELDS[(key,)], (key, value)
       continue
     if key == "max_train_seconds" and value != recorded[key]:
