@@ -226,7 +226,8 @@ _RUN_ONLY_FIELDS = ("seed", *_RUN_ONLY_FIELD_NAMES)
 ADDED_CONFIG_FIELDS = {("optimizer", "ema_decay"): 0.0, ("eval_online_params",): True}
 
 
-def _with_added_fields(cfg: dict) -> dict:
+def with_added_fields(cfg: dict) -> dict:
+  """A copy of a recorded config with every ADDED_CONFIG_FIELDS path it lacks filled in."""
   cfg = copy.deepcopy(cfg)
   for path, default in ADDED_CONFIG_FIELDS.items():
     node = cfg
@@ -245,7 +246,7 @@ def _ignored_fields_phrase() -> str:
 
 def recipe_key(rec: dict) -> str:
   """The run's config without _RUN_ONLY_FIELDS, with ADDED_CONFIG_FIELDS filled in."""
-  cfg = {k: v for k, v in _with_added_fields(rec.get("config", {})).items()
+  cfg = {k: v for k, v in with_added_fields(rec.get("config", {})).items()
          if k not in _RUN_ONLY_FIELDS}
   return json.dumps([rec.get("dataset"), cfg], sort_keys=True, default=str)
 
