@@ -41,7 +41,7 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
 
 @pytest.mark.parametrize("name,result_file", [
     ("beauty_best", "phoenix_retrieval_beauty_best_items14_seed2.json"),
-    ("sports_best", "phoenix_retrieval_sports_best_cat2_30ep_seed1.json"),
+    ("sports_best", "phoenix_retrieval_sports_best_cat2_cat1_cat3_valall_seed3.json"),
 ])
 def test_best_retrieval_recipes_reproduce_their_result_files(name, result_file):
   """The named best recipes are the configs that produced the numbers the docs quote: every
