@@ -195,9 +195,9 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     cfg.model.block_dropout = 0.5
     cfg.model.loss = "full"
     cfg.optimizer.ema_decay = 0.999
-    cfg.num_epochs = 30
     if dataset == "beauty":
       cfg.author = "brand+category"
+      cfg.num_epochs = 30
       cfg.optimizer.decay_steps = 17300
       cfg.max_train_seconds = 5400.0
       cfg.model.emb.item_table_size = 1 << 14
