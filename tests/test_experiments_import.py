@@ -35,6 +35,13 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
     assert {k for k in gpu.model if gpu.model[k] != cpu.model[k]} == {"packed_positions"}
     assert cpu.num_epochs < gpu.num_epochs and cpu.optimizer == gpu.optimizer
     assert train_phoenix_retrieval._model_config(cpu).packed_positions == 1024
+  # ml1m_cpu: ml1m_gpu with packing, seen items out of the softmax, an EMA and 50 epochs.
+  gpu, cpu = configs.get_config("ml1m_gpu"), configs.get_config("ml1m_cpu")
+  assert ({k for k in gpu.model if gpu.model[k] != cpu.model[k]}
+          == {"packed_positions", "exclude_seen"})
+  assert {k for k in gpu.optimizer if gpu.optimizer[k] != cpu.optimizer[k]} == {"ema_decay"}
+  assert cpu.num_epochs < gpu.num_epochs and cpu.eval_users == 0
+  assert train_phoenix_retrieval._model_config(cpu).exclude_seen
   with pytest.raises(ValueError, match="unknown config"):
     configs.get_config("quick_gpu")
 
