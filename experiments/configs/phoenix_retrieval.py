@@ -179,13 +179,14 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
               dict(num_epochs=20, max_train_seconds=5400.0))
     cfg.update(budget)
   elif name == "ml1m_cpu":
-    # The ml1m_gpu recipe (history 200, full softmax, 200-epoch cosine; ~2.7 s per step on
-    # one core of the 2-core CPU: ~8 h with its evaluations) shortened to fit the CPU: the GPU runs' validation
-    # curves flatten after ~50 epochs, so the cosine spans 50 epochs; the valid target slots
-    # (54% of B*S on ML-1M) are packed into 16,384 loss rows (1.26x the step speed, nothing
-    # dropped in a 5-batch probe); the seen items leave the training softmax (exclude_seen,
-    # as the evaluation excludes them); an EMA 0.999 of the params is validated, selected
-    # and tested (what helped on Amazon); validation on all users every 2.5 epochs.
+    # The ml1m_gpu recipe (history 200, full softmax, 200-epoch cosine: a working day on
+    # one core of the 2-core CPU) cut to fit one core: the GPU runs' validation curves
+    # flatten after ~50 epochs (eval_history in phoenix_retrieval_ml1m_gpu*.json), so the
+    # cosine spans 50 epochs; the valid target slots (about half of the B*S on ML-1M) are packed
+    # into 16,384 loss rows (the same loss, fewer softmax rows; the log's positions_dropped
+    # counts any overflow); the seen items leave the training softmax (exclude_seen, as the
+    # evaluation excludes them); an EMA 0.999 of the params is validated, selected and
+    # tested (what helped on Amazon); validation on all users every 2.5 epochs.
     cfg = get_config("ml1m_gpu")
     cfg.tag = name
     cfg.model.packed_positions = 16384
