@@ -187,9 +187,8 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
     # counts any overflow); the seen items leave the training softmax (exclude_seen, as the
     # evaluation excludes them); an EMA of the params is validated, selected and tested
     # (what helped on Amazon), with decay 0.997: its ~330-step horizon is ~14% of the run's
-    # 2,350 steps, the share of 0.999 in sports_best's 6,672 (0.999 here spanned 43% and
-    # the debiased average of the first 470 steps validated at HR@10 0.10 in an aborted
-    # run); validation on all users every 2.5 epochs.
+    # 2,350 steps, the share of 0.999 in sports_best's 6,672 (0.999 would span 43% here);
+    # validation on all users every 2.5 epochs.
     cfg = get_config("ml1m_gpu")
     cfg.tag = name
     cfg.model.packed_positions = 16384
