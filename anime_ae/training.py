@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-import time
 from typing import Any, Callable, Optional
 
 import haiku as hk
@@ -121,7 +120,7 @@ def init_params(transformed: hk.Transformed, num_items: int, seed: int):
 class TrainResult:
   params: Any              # the best params (by the validation metric) or the final ones
   history: list[dict]      # the metrics.jsonl records ("train", "eval", "end" events)
-  seconds: float
+  seconds: float           # training wall time, summed over resumed fit calls
   best_step: Optional[int] = None
 
 
@@ -158,10 +157,9 @@ def fit_for_steps(update, state, batch_fn, tc, workdir: Optional[str],
                     eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every or tc.steps,
                     keep_checkpoints=1, best_metric=best_metric if eval_fn else None,
                     progress_bar=False)
-  start = time.perf_counter()
   with contextlib.ExitStack() as stack:
     if workdir is None:
       workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=tmp_prefix))
     res = fit(update, state, batch_fn, loop, workdir, eval_fn=eval_fn, config=config)
   params = res.selected_params
-  return TrainResult(params, res.history, time.perf_counter() - start, res.best_step)
+  return TrainResult(params, res.history, res.train_seconds, res.best_step)

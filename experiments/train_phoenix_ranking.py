@@ -125,7 +125,6 @@ def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) ->
     return m
 
   untrained = eval_fn(params)
-  start = time.perf_counter()
   loop_cfg = common.loop_config(cfg, num_steps, eval_every)
   result = train_lib.fit(update, state, task.batch_fn(batcher), loop_cfg, workdir,
                          eval_fn=eval_fn, config={"run": cfg.to_dict(), "model": str(mcfg)})
@@ -136,7 +135,7 @@ def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) ->
   return {"test": test, "val": result.best_metrics, "untrained_val": untrained,
           "best_step": result.best_step, "final_step": final_step, "epochs": final_step / spe,
           "best_epoch": (result.best_step or 0) / spe, "stopped": stopped,
-          "train_seconds": time.perf_counter() - start, "task": task, "heads": heads,
+          "train_seconds": result.train_seconds, "task": task, "heads": heads,
           "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))}
 
 

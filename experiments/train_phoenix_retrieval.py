@@ -116,13 +116,12 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None,
   os.makedirs(workdir, exist_ok=True)
   untrained = eval_fn(params)
   logging.info("untrained validation: %s", untrained)
-  train_start = time.perf_counter()
   config_json = cfg.to_dict()
   loop_cfg = common.loop_config(cfg, num_steps, eval_every)
   result = train_lib.fit(update, state, task.batch_fn(batcher), loop_cfg, workdir,
                          eval_fn=eval_fn, config=config_json)
   stopped = common.stop_reason(result)
-  train_seconds = time.perf_counter() - train_start
+  train_seconds = result.train_seconds  # summed over resumed calls
   final_step = int(result.state.step)
   best = result.selected_params
   best_val = result.best_metrics or {}

@@ -6,12 +6,14 @@ import logging
 import os
 import shutil
 import sys
+import types
 
 import jax
 import numpy as np
 import pytest
 
 from recsys_core import train
+from recsys_core.train import loop as train_loop
 from tests._train_worker import loop_config, make_run
 
 
@@ -233,6 +235,31 @@ def test_time_budget_stops_after_an_evaluation_and_fit_again_continues(tmp_path)
       (10, "time_budget"), (20, "time_budget"), (30, "num_steps")]
   with pytest.raises(ValueError, match="max_seconds"):
     loop_config(30, max_seconds=-1.0)
+
+
+def test_train_seconds_sum_over_resumed_calls_and_count_redone_steps_once(tmp_path,
+                                                                          monkeypatch):
+  # A fake clock that advances one second per update: training seconds = steps trained.
+  clock = types.SimpleNamespace(now=1000.0)
+  monkeypatch.setattr(train_loop, "time", types.SimpleNamespace(time=lambda: clock.now))
+  run = make_run()
+
+  def update(state, batch):
+    clock.now += 1.0
+    return run.update(state, batch)
+
+  cfg = loop_config(30, eval_every=10, checkpoint_every=7)
+  budget = dataclasses.replace(cfg, max_seconds=5.0)
+  work = str(tmp_path / "budget")
+  seconds = [train.fit(update, run.state, run.batch_fn, c, work, eval_fn=run.eval_fn
+                       ).train_seconds for c in (budget, budget, cfg, cfg)]
+  assert seconds == [10.0, 20.0, 30.0, 30.0]  # the last call found the run finished
+  # Killed at step 24 (last checkpoint 21): steps 21..24 are trained twice, counted once.
+  work = str(tmp_path / "crash")
+  with pytest.raises(_Crash):
+    train.fit(update, run.state, _crashing(run.batch_fn, 24), cfg, work, eval_fn=run.eval_fn)
+  res = train.fit(update, run.state, run.batch_fn, cfg, work, eval_fn=run.eval_fn)
+  assert int(res.state.step) == 30 and res.train_seconds == 30.0
 
 
 _EMA_OPT = train.OptimizerConfig(learning_rate=1e-2, warmup_steps=5, ema_decay=0.8)

@@ -28,7 +28,8 @@ Workdir layout:
   tb/                          TensorBoard events (cfg.tensorboard)
 
 Resume: if the workdir has a checkpoint, `fit` restores the newest intact one (state, best
-params, best value, patience counter, the partial train-record window), truncates
+params, best value, patience counter, the partial train-record window, the training seconds
+so far: FitResult.train_seconds sums them over the calls), truncates
 metrics.jsonl to the records up to that step, and continues: with deterministic update and
 batch_fn (EpochBatcher), a killed-and-resumed run ends with the same params and metrics as
 an uninterrupted one (only "wall_time" and "steps_per_sec" differ). A config that differs
@@ -104,6 +105,9 @@ class FitResult(NamedTuple):
   best_step: Optional[int]
   best_metrics: Optional[dict]      # eval_fn's dict at best_step
   history: list                     # the metrics.jsonl records, in order
+  train_seconds: float = 0.0        # wall time of the fit calls that produced `state`,
+                                    # summed over resumes (steps redone after a kill count
+                                    # once; restore and setup before the loop do not count)
 
   @property
   def selected_params(self) -> Any:
@@ -232,7 +236,7 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
 
   # ---- Restore (or start fresh). ----
   loop: dict = {"best_step": None, "best_value": None, "best_metrics": None,
-                "evals_since_best": 0, "done": None, "window": None}
+                "evals_since_best": 0, "done": None, "window": None, "train_seconds": 0.0}
   restored = manager.restore({"state": init_state, "best_params": init_state.params})
   if restored is None:
     state, best_params = init_state, None
@@ -256,7 +260,8 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
   if loop["done"] == "early_stop" or step >= cfg.num_steps:
     logging.info("%s: training already finished at step %d (%s)", workdir, step,
                  loop["done"] or f"num_steps={cfg.num_steps}")
-    return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history)
+    return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history,
+                     loop["train_seconds"])
   loop["done"] = None
 
   window = _Window(loop.pop("window"))
@@ -275,10 +280,13 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
       raise NonFiniteError(batch_step, host)
     window.add(host)
 
+  def seconds_so_far() -> float:
+    return loop["train_seconds"] + (time.time() - call_start)
+
   def checkpoint(at: int) -> None:
     recorder.sync()  # records up to `at` are durable before the checkpoint that covers them
-    meta = {"loop": {**loop, "window": window.to_json()}, "config": config,
-            "loop_config": dataclasses.asdict(cfg)}
+    meta = {"loop": {**loop, "window": window.to_json(), "train_seconds": seconds_so_far()},
+            "config": config, "loop_config": dataclasses.asdict(cfg)}
     manager.save(at, {"state": state,
                       "best_params": best_params if best_params is not None else state.params},
                  meta)
@@ -350,7 +358,8 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
     recorder.close()
     if pbar is not None:
       pbar.close()
-  return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history)
+  return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history,
+                   seconds_so_far())
 
 
 _MISSING = object()
