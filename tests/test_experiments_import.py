@@ -40,7 +40,7 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
     assert _changed(gpu.model, cpu.model) == {"packed_positions"}
     assert cpu.num_epochs < gpu.num_epochs and cpu.optimizer == gpu.optimizer
     assert train_phoenix_retrieval._model_config(cpu).packed_positions == 1024
-  # ml1m_cpu: ml1m_gpu with packing, seen items out of the softmax, an EMA and 50 epochs.
+  # ml1m_cpu: ml1m_gpu with packing, seen items out of the softmax, an EMA and 70 epochs.
   gpu, cpu = configs.get_config("ml1m_gpu"), configs.get_config("ml1m_cpu")
   assert _changed(gpu.model, cpu.model) == {"packed_positions", "exclude_seen"}
   assert _changed(gpu.optimizer, cpu.optimizer) == {"ema_decay"}
@@ -53,7 +53,7 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
 @pytest.mark.parametrize("name,result_file", [
     ("beauty_best", "phoenix_retrieval_beauty_best_items14_seed2.json"),
     ("sports_best", "phoenix_retrieval_sports_best_cat2_cat1_cat3_valall_seed3.json"),
-    ("ml1m_cpu", "phoenix_retrieval_ml1m_cpu_seed2.json"),
+    ("ml1m_cpu", "phoenix_retrieval_ml1m_cpu_70ep_seed2.json"),
 ])
 def test_quoted_retrieval_recipes_reproduce_their_result_files(name, result_file):
   """The named recipes (the *_best ones, ml1m_cpu) are the configs that produced the numbers
