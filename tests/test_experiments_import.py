@@ -57,13 +57,12 @@ def test_retrieval_gpu_recipes_derive_from_the_cpu_ones():
 ])
 def test_quoted_retrieval_recipes_reproduce_their_result_files(name, result_file):
   """The named recipes (the *_best ones, ml1m_cpu) are the configs that produced the numbers
-  the docs quote: every
-  field of the committed run's config except its name, seed and whether baselines ran. The
-  wall-clock budget may be larger than the run's, but only where that run stopped at its
-  epoch count, i.e. the budget did not shape the result. A model field added after the run
-  (absent from its record) must hold RetrievalConfig's default, the behaviour before it; so
-  must a config field added after it (report.ADDED_CONFIG_FIELDS, filled in by
-  report.with_added_fields)."""
+  the docs quote: every field of the committed run's config except its name, seed and
+  whether baselines ran. The wall-clock budget may be larger than the run's, but only where
+  that run stopped at its epoch count, i.e. the budget did not shape the result. A model
+  field added after the run (absent from its record) must hold RetrievalConfig's default,
+  the behaviour before it; so must a config field added after it
+  (report.ADDED_CONFIG_FIELDS, filled in by report.with_added_fields)."""
   import dataclasses
   import json
   import pathlib

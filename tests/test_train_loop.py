@@ -254,7 +254,7 @@ def test_train_seconds_sum_over_resumed_calls_and_count_redone_steps_once(tmp_pa
   seconds = [train.fit(update, run.state, run.batch_fn, c, work, eval_fn=run.eval_fn
                        ).train_seconds for c in (budget, budget, cfg, cfg)]
   assert seconds == [10.0, 20.0, 30.0, 30.0]  # the last call found the run finished
-  # Killed at step 24 (last checkpoint 21): steps 21..24 are trained twice, counted once.
+  # Crashes on batch 24 (last checkpoint at step 21): batches 21-23 run twice, count once.
   work = str(tmp_path / "crash")
   with pytest.raises(_Crash):
     train.fit(update, run.state, _crashing(run.batch_fn, 24), cfg, work, eval_fn=run.eval_fn)

@@ -181,14 +181,15 @@ def get_config(name: str = "ml1m") -> config_dict.ConfigDict:
   elif name == "ml1m_cpu":
     # The ml1m_gpu recipe (history 200, full softmax, 200-epoch cosine: a working day on
     # one core of the 2-core CPU) cut to fit one core: the GPU runs' validation curves
-    # flatten after ~50 epochs (eval_history in phoenix_retrieval_ml1m_gpu*.json), so the
-    # cosine spans 70 epochs; the valid target slots (about half of the B*S on ML-1M) are
-    # packed into 16,384 loss rows (the same loss, fewer softmax rows; the log's
-    # positions_dropped counts any overflow); the seen items leave the training softmax
-    # (exclude_seen, as the evaluation excludes them); an EMA of the params is validated,
-    # selected and tested (what helped on Amazon), with decay 0.997 (a ~330-step horizon,
-    # ~10% of the run's 3,290 steps; 0.999 would span 30%); validation on all users every
-    # 2.5 epochs. Seeds 0 and 2: test HR@10 / NDCG@10 0.3227 / 0.1895 and 0.3237 / 0.1897
+    # flatten after ~50 epochs (eval_history in phoenix_retrieval_ml1m_gpu*.json), so
+    # the cosine spans 70 epochs (50 matched the GPU recipe, 70 went past it); the valid
+    # target slots (about half of the B*S on ML-1M) are packed into 16,384 loss rows
+    # (the same loss, fewer softmax rows; the log's positions_dropped counts any
+    # overflow); the seen items leave the training softmax (exclude_seen, as the
+    # evaluation excludes them); an EMA of the params is validated, selected and tested
+    # (what helped on Amazon), with decay 0.997 (a ~330-step horizon, ~10% of the run's
+    # 3,290 steps; 0.999 would span 30%); validation on all users every 2.5 epochs.
+    # Seeds 0 and 2: test HR@10 / NDCG@10 0.3227 / 0.1895 and 0.3237 / 0.1897
     # (phoenix_retrieval_ml1m_cpu_70ep_seed*.json; ~8,300 s of training each, one core
     # each), both above SASRec-CE (0.3152 / 0.1821); both selected epoch 70, the last.
     # With a 50-epoch cosine (the same recipe otherwise) they reached 0.3137 / 0.3096
