@@ -40,17 +40,24 @@ class RetrievalOutput(NamedTuple):
 
 
 class CandidateTower(hk.Module):
-  """[..., H, D] hash embeddings -> flatten -> Linear(2D) -> SiLU -> Linear(D) -> L2 norm."""
+  """[..., H, D] hash embeddings -> flatten -> Linear(2D) -> SiLU -> Linear(D) -> L2 norm.
 
-  def __init__(self, emb_size: int, name: Optional[str] = None):
+  The layers compute in the input's dtype; the L2 normalisation is in float32. The output has
+  `output_dtype`, or the input's dtype when None (the release's tower). Rounding to bfloat16
+  breaks the unit norm (by up to ~2e-3), so pass output_dtype=jnp.float32 where it matters.
+  """
+
+  def __init__(self, emb_size: int, name: Optional[str] = None, output_dtype: Any = None):
     super().__init__(name=name)
     self.emb_size = emb_size
+    self.output_dtype = output_dtype
 
   def __call__(self, post_author_embedding: jax.Array) -> jax.Array:
     x = post_author_embedding.reshape(*post_author_embedding.shape[:-2], -1)
     hidden = jax.nn.silu(Linear(2 * self.emb_size, name="linear")(x))
     out = Linear(self.emb_size, name="linear_1")(hidden)
-    return _l2_normalize(out)[0].astype(post_author_embedding.dtype)
+    dtype = post_author_embedding.dtype if self.output_dtype is None else self.output_dtype
+    return _l2_normalize(out)[0].astype(dtype)
 
 
 @dataclasses.dataclass
@@ -102,7 +109,8 @@ class PhoenixRetrievalModel(RecsysInputs):
   def build_user_representation(self, batch: RecsysBatch,
                                 recsys_embeddings: RecsysEmbeddings
                                 ) -> tuple[jax.Array, jax.Array]:
-    """(L2-normalised user representation [B, D], its norm before normalisation [B, 1]).
+    """(user representation [B, D] float32, L2-normalised in float32 whatever fprop_dtype, as
+    in the release; its norm before normalisation [B, 1]).
 
     pooling="mean": masked mean of the causal transformer's [user | history] outputs (the
     release). pooling="last": the output at the last valid position (right-padded
@@ -122,12 +130,14 @@ class PhoenixRetrievalModel(RecsysInputs):
   def build_candidate_representation(self, batch: RecsysBatch,
                                      recsys_embeddings: RecsysEmbeddings
                                      ) -> tuple[jax.Array, jax.Array]:
-    """(candidate tower outputs [B, C, D] normalised, validity mask [B, C])."""
+    """(candidate tower outputs [B, C, D] float32 L2-normalised in float32, validity mask
+    [B, C]), as in the release whatever fprop_dtype: the tower computes in fprop_dtype, but its
+    output is not rounded back to it (a bfloat16 round trip moved norms to 0.9996-1.0017)."""
     post_author = jnp.concatenate([recsys_embeddings.candidate_post_embeddings,
                                    recsys_embeddings.candidate_author_embeddings], axis=2)
-    representation = CandidateTower(self.config.emb_size, name="candidate_tower")(
-        post_author.astype(self.fprop_dtype))
-    return representation.astype(jnp.float32), batch.candidate_post_hashes[:, :, 0] != 0
+    representation = CandidateTower(self.config.emb_size, name="candidate_tower",
+                                    output_dtype=jnp.float32)(post_author.astype(self.fprop_dtype))
+    return representation, batch.candidate_post_hashes[:, :, 0] != 0
 
   def __call__(self, batch: RecsysBatch, recsys_embeddings: RecsysEmbeddings,
                corpus_embeddings: jax.Array, top_k: int,
