@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -108,3 +109,31 @@ def _check_items(inputs: Interactions, num_items: int, name: str) -> None:
   if inputs.num_items != num_items:
     raise ValueError(f"{name}: inputs have {inputs.num_items} items, the model was fitted on "
                      f"{num_items} ({inputs.source})")
+
+
+def select_ease(train: Interactions, l2_grid: Sequence[float],
+                validate: Callable[["EASE"], Mapping[str, float]], metric: str
+                ) -> tuple["EASE", dict[str, Any]]:
+  """EASE with λ chosen on validation: fits each λ of `l2_grid` on `train`, keeps the one
+  whose `validate(model)[metric]` is highest (the first on ties).
+
+  Returns:
+    (the fitted best EASE, {"l2": λ, "val": its validation metrics, "val_grid": {λ: metric},
+    "edge": whether λ is at an end of a grid of 2 or more}). One [I, I] model is held at a
+    time besides the best.
+  """
+  if not l2_grid:
+    raise ValueError("EASE: the λ grid is empty")
+  best, best_val, grid = None, None, {}
+  for l2 in l2_grid:
+    model = EASE(l2=float(l2)).fit(train)
+    val = dict(validate(model))
+    grid[f"{float(l2):g}"] = val[metric]
+    if best_val is None or val[metric] > best_val[metric]:
+      best, best_val = model, val
+    del model
+  edge = len(l2_grid) > 1 and best.l2 in (float(min(l2_grid)), float(max(l2_grid)))
+  if edge:
+    logging.warning("EASE: the selected λ=%g is at the edge of the grid %s", best.l2,
+                    list(l2_grid))
+  return best, {"l2": best.l2, "val": best_val, "val_grid": grid, "edge": bool(edge)}

@@ -77,11 +77,10 @@ def command_line() -> str:
   return "python " + " ".join(shlex.quote(a) if not a.startswith("-m ") else a for a in argv)
 
 
-def write_result(*, name: str, dataset: str, protocol: str, model: str,
-                 config: Mapping[str, Any], metrics: Mapping[str, Any], seeds: Sequence[int],
-                 wall_seconds: float, results_dir: str | None = None,
-                 extra: Mapping[str, Any] | None = None) -> str:
-  """Writes experiments/results/<name>.json atomically and returns its path.
+def make_record(*, name: str, dataset: str, protocol: str, model: str,
+                config: Mapping[str, Any], metrics: Mapping[str, Any], seeds: Sequence[int],
+                wall_seconds: float, extra: Mapping[str, Any] | None = None) -> dict:
+  """A result record (shared/docs/results.md) with the command, commit, date and machine.
 
   `metrics` maps lowercase metric keys to either a {"mean","std","values"} dict or a list
   of per-seed values (summarised here) or a single float (stored as a one-value summary).
@@ -103,15 +102,38 @@ def write_result(*, name: str, dataset: str, protocol: str, model: str,
   }
   if extra:
     record.update(extra)
-  results_dir = results_dir or DEFAULT_RESULTS_DIR
-  os.makedirs(results_dir, exist_ok=True)
-  path = os.path.join(results_dir, f"{name}.json")
+  return record
+
+
+def save_record(record: Mapping[str, Any], path: str, overwrite: bool = True) -> str:
+  """Writes `record` as JSON to `path` atomically (a reader never sees half a file).
+
+  Raises:
+    FileExistsError: `path` exists and not `overwrite` (the message names it).
+  """
+  if not overwrite and os.path.exists(path):
+    raise FileExistsError(f"{path} exists: result files are the record and are not replaced "
+                          "silently (pass --overwrite to replace it)")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(record, f, indent=2, sort_keys=False, default=_json_default)
     f.write("\n")
-  os.replace(tmp, path)  # atomic: a reader never sees a half-written result
+  os.replace(tmp, path)
   return path
+
+
+def write_result(*, name: str, dataset: str, protocol: str, model: str,
+                 config: Mapping[str, Any], metrics: Mapping[str, Any], seeds: Sequence[int],
+                 wall_seconds: float, results_dir: str | None = None,
+                 extra: Mapping[str, Any] | None = None, overwrite: bool = True) -> str:
+  """Writes <results_dir>/<name>.json (`make_record`, default folder experiments/results)
+  and returns its path; with overwrite=False an existing file raises FileExistsError."""
+  record = make_record(name=name, dataset=dataset, protocol=protocol, model=model,
+                       config=config, metrics=metrics, seeds=seeds,
+                       wall_seconds=wall_seconds, extra=extra)
+  return save_record(record, os.path.join(results_dir or DEFAULT_RESULTS_DIR, f"{name}.json"),
+                     overwrite)
 
 
 def _json_default(obj):

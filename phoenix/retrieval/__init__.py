@@ -1,0 +1,1 @@
+"""Phoenix retrieval: the two-tower model trained on next-item prediction (see adapter)."""

@@ -1,0 +1,166 @@
+"""Phoenix retrieval as a pipeline model (`--config.model.name=phoenix_retrieval`).
+
+The user tower (causal transformer over the history) and the candidate tower are trained on
+next-item prediction at every prefix of each user's training sequence, validated every
+`train.eval_every_epochs` with the pipeline's selection metric, and the best evaluated
+params (their parameter average with `optimizer.ema_decay > 0`) are tested.
+
+Schedules are in epochs and become steps from the data: steps_per_epoch = training users //
+batch size (every batch full; the batch is capped at the number of training users); the
+warm-up is round(warmup_epochs * steps_per_epoch) steps (at least 1 when warmup_epochs > 0);
+the cosine spans the rest of the run (decay_epochs 0) or decay_epochs; evaluation and
+checkpoint intervals likewise. So a recipe runs unchanged on data of any
+size. Shape glossary: B batch, S history length, I items, D embedding size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from phoenix import batching
+from phoenix import losses
+from phoenix import training
+from recsys_core import train as train_lib
+from recsys_core.config import check
+from recsys_core.models.base import FitContext, Fitted
+
+# Budgets and logging: they change how long a run goes, not what it computes.
+RUN_ONLY = ("train.max_seconds", "train.log_every", "train.checkpoint_every_epochs",
+            "train.eval_online_params")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The training schedule, in epochs (converted to steps from the data)."""
+  batch_size: int = 128
+  num_epochs: float = 50.0
+  warmup_epochs: float = 0.0
+  decay_epochs: float = 0.0           # cosine length after warm-up; 0: the rest of the run
+  eval_every_epochs: float = 1.0
+  checkpoint_every_epochs: float = 1.0
+  patience: int = 0                   # evaluations without a gain before stopping (0: never)
+  max_seconds: Optional[float] = None  # wall-clock budget of one call, checked per evaluation
+  log_every: int = 20                 # steps
+  eval_online_params: bool = False    # with ema_decay > 0, also evaluate the online params
+
+  def __post_init__(self):
+    check(self.batch_size >= 1, "model.train.batch_size", self.batch_size, ">= 1")
+    check(self.num_epochs > 0, "model.train.num_epochs", self.num_epochs, "> 0")
+    for name in ("warmup_epochs", "decay_epochs"):
+      check(getattr(self, name) >= 0, f"model.train.{name}", getattr(self, name), ">= 0")
+    for name in ("eval_every_epochs", "checkpoint_every_epochs"):
+      check(getattr(self, name) > 0, f"model.train.{name}", getattr(self, name), "> 0")
+    check(self.patience >= 0, "model.train.patience", self.patience, ">= 0 (0: never)")
+    check(self.max_seconds is None or self.max_seconds >= 0, "model.train.max_seconds",
+          self.max_seconds, ">= 0 or None")
+    check(self.log_every >= 1, "model.train.log_every", self.log_every, ">= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """net: the model and loss (phoenix.training.RetrievalConfig); optimizer: its
+  warmup_steps / decay_steps stay 0 (derived from train.*_epochs); author: the item
+  attribute(s) used as the release's author feature ("none", or see item_authors_for)."""
+  # The release's model sizes with the training defaults of every committed run: small
+  # table init (1.0 barely moves under Adam), a 2^15-row item table, SASRec's read-out.
+  net: training.RetrievalConfig = training.RetrievalConfig(
+      emb=training.EmbeddingConfig(item_table_size=1 << 15, init_stddev=0.05), pooling="last")
+  optimizer: train_lib.OptimizerConfig = train_lib.OptimizerConfig(b2=0.98)
+  train: TrainConfig = TrainConfig()
+  author: str = "none"
+
+  def __post_init__(self):
+    for name in ("warmup_steps", "decay_steps"):
+      value = getattr(self.optimizer, name)
+      check(value == 0, f"model.optimizer.{name}", value,
+            "0: set model.train.warmup_epochs / decay_epochs instead (steps follow the data)")
+    check(self.net.loss in ("full", "sampled"), "model.net.loss", self.net.loss,
+          "'full' or 'sampled'")
+    check(self.net.history_len >= 1, "model.net.history_len", self.net.history_len, ">= 1")
+    fields = 1 if self.author == "none" else len(self.author.split("+"))
+    check(self.net.emb.num_author_hashes % fields == 0, "model.net.emb.num_author_hashes",
+          self.net.emb.num_author_hashes, f"a multiple of the {fields} author field(s)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """The epoch schedule in steps for a dataset."""
+  steps_per_epoch: int
+  num_steps: int
+  warmup_steps: int
+  decay_steps: int
+  eval_every: int
+  checkpoint_every: int
+
+
+def schedule(tc: TrainConfig, per_epoch: int) -> Schedule:
+  """Steps from epochs (see the module docstring) at `per_epoch` steps per epoch."""
+  steps = lambda epochs: max(1, int(round(epochs * per_epoch)))
+  num_steps = steps(tc.num_epochs)
+  warmup = steps(tc.warmup_epochs) if tc.warmup_epochs else 0
+  decay = steps(tc.decay_epochs) if tc.decay_epochs else max(1, num_steps - warmup)
+  return Schedule(per_epoch, num_steps, warmup, decay, steps(tc.eval_every_epochs),
+                  steps(tc.checkpoint_every_epochs))
+
+
+def item_authors(author: str, ctx: FitContext) -> tuple[Optional[np.ndarray], dict]:
+  """[I] (or [I, F]) author ids per item for `author`, from the dataset's attribute file."""
+  if author == "none":
+    return None, {"author": "shared (one author)"}
+  return training.item_authors_for(ctx.data.name, author, ctx.train.item_ids, ctx.data.dir)
+
+
+def fit(config: Config, ctx: FitContext) -> Fitted:
+  """Trains on ctx.train (resumable in ctx.run_dir) and returns the selected model."""
+  tc = config.train
+  data = batching.SequenceData.from_interactions(ctx.train)
+  authors, author_info = item_authors(config.author, ctx)
+  task = training.RetrievalTask(config.net, data, data.lengths(), authors, tc.batch_size,
+                                ctx.seed)
+  if not len(task.train_users):
+    raise ValueError(f"{ctx.train.source}: no user has 2 or more training items")
+  batch_size = min(tc.batch_size, len(task.train_users))
+  batcher = train_lib.EpochBatcher(len(task.train_users), batch_size, ctx.seed)
+  sched = schedule(tc, batcher.steps_per_epoch)
+  opt_cfg = dataclasses.replace(config.optimizer, warmup_steps=sched.warmup_steps,
+                                decay_steps=sched.decay_steps if config.optimizer.decay ==
+                                "cosine" else 0)
+  optimizer = train_lib.make_optimizer(opt_cfg)
+  params = task.fns.init(jax.random.PRNGKey(ctx.seed), task.example_batch()["batch"])
+  state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(ctx.seed + 1))
+  update = train_lib.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")
+
+  def eval_fn(p) -> dict[str, float]:
+    t0 = time.perf_counter()
+    out = dict(ctx.validate(task.scorer(p)))
+    out["temperature"] = float(losses.temperature_from_log(p["loss"]["log_temperature"]))
+    out["eval_seconds"] = time.perf_counter() - t0
+    return out
+
+  loop = train_lib.LoopConfig(
+      num_steps=sched.num_steps, log_every=tc.log_every, eval_every=sched.eval_every,
+      checkpoint_every=sched.checkpoint_every, best_metric=ctx.selection_metric,
+      best_mode="max", patience=tc.patience or None, progress_bar=False,
+      max_seconds=tc.max_seconds, eval_online_params=tc.eval_online_params)
+  result = train_lib.fit(update, state, task.batch_fn(batcher), loop, ctx.run_dir,
+                         eval_fn=eval_fn, config=dataclasses.asdict(config))
+  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  reason = result.end_reason
+  info: dict[str, Any] = {
+      "val": {k: v for k, v in (result.best_metrics or {}).items()},
+      "best_step": result.best_step, "final_step": int(result.state.step),
+      "steps_per_epoch": sched.steps_per_epoch,
+      "epochs": int(result.state.step) / sched.steps_per_epoch,
+      "best_epoch": (result.best_step or 0) / sched.steps_per_epoch,
+      "schedule": dataclasses.asdict(sched), "batch_size": batch_size, "params": n_params,
+      "train_seconds": round(result.train_seconds, 1),
+      "stopped": "num_epochs" if reason in (None, "num_steps") else reason,
+      "author_info": author_info,
+      "eval_history": [{k: r[k] for k in r if k in ("step", ctx.selection_metric, "hr@10",
+                                                     "ndcg@10", "temperature")}
+                       for r in result.history if r["event"] == "eval"]}
+  return Fitted(task.scorer(result.selected_params), info)

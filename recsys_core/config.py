@@ -1,0 +1,72 @@
+"""Typed configs from config files: nested frozen dataclasses built from plain mappings.
+
+Config files (`experiments/configs/*.py`) return `ml_collections.ConfigDict`s, which are easy
+to override on the command line but accept any key. The library reads them through
+`from_dict(DataclassType, mapping, where)`, which builds the (nested) dataclass and rejects a
+key the dataclass does not have, naming its dotted path and the keys it knows: a typo in
+`--config.model.lerning_rate=...` fails before any data is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+def plain(values: Any) -> Any:
+  """A ConfigDict / mapping / dataclass as nested plain dicts, lists as tuples."""
+  if dataclasses.is_dataclass(values) and not isinstance(values, type):
+    return {f.name: plain(getattr(values, f.name)) for f in dataclasses.fields(values)}
+  if hasattr(values, "to_dict"):
+    values = values.to_dict()
+  if isinstance(values, Mapping):
+    return {str(k): plain(v) for k, v in values.items()}
+  if isinstance(values, (list, tuple)):
+    return tuple(plain(v) for v in values)
+  return values
+
+
+def from_dict(cls: type[T], values: Any, where: str = "config") -> T:
+  """Builds dataclass `cls` from `values` (mapping, ConfigDict or None = defaults).
+
+  Fields that are dataclasses themselves are built recursively from nested mappings.
+
+  Raises:
+    ValueError: a key that is not a field of `cls` (message: the dotted path `where.key`
+      and the known keys).
+  """
+  if values is None:
+    return cls()
+  if isinstance(values, cls):
+    return values
+  values = plain(values)
+  if not isinstance(values, Mapping):
+    raise ValueError(f"{where}: expected a section of fields, got {values!r}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+  hints = typing.get_type_hints(cls)
+  kwargs = {}
+  for key, value in values.items():
+    sub = _dataclass_type(hints.get(key))
+    kwargs[key] = from_dict(sub, value, f"{where}.{key}") if sub is not None else value
+  return cls(**kwargs)
+
+
+def _dataclass_type(hint: Any) -> Any:
+  """The dataclass type of a field's annotation (also inside Optional[...]), else None."""
+  if dataclasses.is_dataclass(hint):
+    return hint
+  for arg in typing.get_args(hint):
+    if dataclasses.is_dataclass(arg):
+      return arg
+  return None
+
+
+def check(condition: bool, where: str, value: Any, allowed: str) -> None:
+  """Raises ValueError "<where>=<value>: must be <allowed>" unless `condition`."""
+  if not condition:
+    raise ValueError(f"{where}={value!r}: must be {allowed}")

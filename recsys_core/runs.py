@@ -1,0 +1,156 @@
+"""Run folders: where a run writes, and the config fingerprint that guards resuming.
+
+  runs/<name>/
+    config.json    {"fingerprint": ..., "config": {...}, "run_only": [...]}, written first
+    train/         the model's checkpoints and metrics.jsonl (recsys_core.train.fit)
+    record.json    the result record, written last (atomically)
+
+The fingerprint is the SHA-256 of the config's canonical JSON without its run-only fields
+(wall-clock budgets and logging intervals: they change how long or how loudly a run goes,
+not what it computes). Opening a folder that holds another fingerprint is refused with
+`ConfigChangedError`, which names every differing field, so a rerun with a changed learning
+rate never resumes the old model and reports its metrics under the new config. With
+`on_change="new"` the run goes to the first free sibling folder (<name>-2, <name>-3, ...)
+instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Sequence
+
+from recsys_core import config as config_lib
+from recsys_core.train.loop import config_diff
+
+CONFIG_FILE = "config.json"
+RECORD_FILE = "record.json"
+ON_CHANGE = ("error", "new")
+
+
+class ConfigChangedError(ValueError):
+  """A run folder holds a run of another config (the message lists the fields)."""
+
+
+def _drop(config: dict, dotted: str) -> None:
+  node = config
+  *parents, leaf = dotted.split(".")
+  for key in parents:
+    node = node.get(key)
+    if not isinstance(node, dict):
+      return
+  node.pop(leaf, None)
+
+
+def canonical(config: Any, run_only: Sequence[str] = ()) -> dict:
+  """The config as plain JSON-ready dicts without the `run_only` dotted fields."""
+  out = json.loads(json.dumps(config_lib.plain(config), default=str))
+  for field in run_only:
+    _drop(out, field)
+  return out
+
+
+def fingerprint(config: Any, run_only: Sequence[str] = ()) -> str:
+  """SHA-256 (hex, first 16 digits) of the canonical JSON of the config less `run_only`."""
+  text = json.dumps(canonical(config, run_only), sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+  """An opened run folder. `resumed`: it already held this config's run."""
+  path: str
+  fingerprint: str
+  resumed: bool
+
+  @property
+  def train_dir(self) -> str:
+    return os.path.join(self.path, "train")
+
+  @property
+  def record_path(self) -> str:
+    return os.path.join(self.path, RECORD_FILE)
+
+
+def check_writable(folder: str, what: str) -> None:
+  """Raises ValueError naming `what` unless `folder` exists (or can be made) and is
+  writable: checked before any expensive work."""
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"{what}={folder!r}: cannot create the folder ({e.strerror})") from None
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise ValueError(f"{what}={folder!r}: the folder is not writable")
+
+
+def open_run(path: str, config: Any, run_only: Sequence[str] = (),
+             on_change: str = "error") -> RunDir:
+  """Creates or reopens the run folder `path` for `config`.
+
+  Args:
+    path: the folder (created with its parents).
+    config: the run's whole config (ConfigDict, dataclass or mapping).
+    run_only: dotted fields left out of the fingerprint.
+    on_change: what to do when `path` holds another config's run: "error" raises
+      ConfigChangedError naming the differing fields; "new" opens the first free folder
+      `path-2`, `path-3`, ... instead.
+
+  Returns:
+    The RunDir; config.json is written when the folder is new.
+  """
+  config_lib.check(on_change in ON_CHANGE, "on_change", on_change, f"one of {ON_CHANGE}")
+  want = canonical(config, run_only)
+  digest = fingerprint(config, run_only)
+  candidate, n = path, 1
+  while True:
+    stored = _read_config(candidate)
+    if stored is None:
+      break
+    if stored.get("fingerprint") == digest:
+      return RunDir(candidate, digest, resumed=True)
+    if on_change == "error":
+      changed = config_diff(stored.get("config"), want)
+      raise ConfigChangedError(
+          f"{candidate} holds a run of another config (fingerprint {stored.get('fingerprint')}"
+          f", this config's is {digest}); the fields that differ (folder -> now):\n  "
+          + "\n  ".join(changed or ["<run-only fields changed meaning>"])
+          + "\nUse another run name, or --on_change=new to start a fresh folder beside it.")
+    n += 1
+    candidate = f"{path}-{n}"
+  check_writable(candidate, "run folder")
+  _write_json(os.path.join(candidate, CONFIG_FILE),
+              {"fingerprint": digest, "config": want, "run_only": list(run_only)})
+  return RunDir(candidate, digest, resumed=False)
+
+
+def _read_config(folder: str) -> dict | None:
+  """The folder's config.json, None when the folder has none (a new or empty folder)."""
+  path = os.path.join(folder, CONFIG_FILE)
+  if not os.path.exists(path):
+    if os.path.isdir(folder) and os.listdir(folder):
+      raise ConfigChangedError(f"{folder} exists and is not a run folder (no {CONFIG_FILE});"
+                               " choose another run name")
+    return None
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+  except ValueError as e:
+    raise ConfigChangedError(f"{path}: unreadable ({e}); move the folder away") from None
+  if not isinstance(stored, dict) or "fingerprint" not in stored:
+    raise ConfigChangedError(f"{path}: not a run config (no fingerprint)")
+  return stored
+
+
+def _write_json(path: str, value: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True, default=str)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def write_record(run: RunDir, record: dict) -> str:
+  """Writes record.json into the run folder (atomically); returns its path."""
+  _write_json(run.record_path, record)
+  return run.record_path
