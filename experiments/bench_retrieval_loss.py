@@ -45,8 +45,8 @@ def define_flags() -> None:
 
 
 def _task(cfg: Any, packed: int, data: batching.SequenceData) -> training.RetrievalTask:
-  model = retrieval_configs.get_config(cfg.recipe).model.to_dict()
-  rcfg = training.RetrievalConfig.from_dict(model, packed_positions=packed)
+  net = retrieval_configs.get_config(cfg.recipe).model.net.to_dict()
+  rcfg = training.RetrievalConfig.from_dict(net, packed_positions=packed)
   return training.RetrievalTask(rcfg, data, data.lengths() - 2, None, int(cfg.batch_size),
                                 int(cfg.seed))
 

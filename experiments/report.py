@@ -264,7 +264,8 @@ def _pooled(values: Sequence[float]) -> Any:
 
 
 def retrieval_runs(recs: Sequence[dict]) -> list[dict]:
-  """The protocol-B result files of experiments/train_phoenix_retrieval.py on real data."""
+  """The protocol-B Phoenix retrieval result files on real data (experiments/train.py, and
+  the flat-config binary before it)."""
   return [r for r in recs if r["_file"].startswith("phoenix_retrieval_")
           and r.get("protocol") == "leave_one_out" and r.get("dataset") != "synthetic"]
 

@@ -9,25 +9,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_jobs_run_side_by_side_with_their_own_overrides(tmp_path):
   out = tmp_path / "out"
-  quick = "quick,--config.num_epochs=2,--config.baselines=False"
+  quick = "synthetic/quick,--config.model.train.num_epochs=2"
   env = dict(os.environ, PYTHON=sys.executable, JOB_TIMEOUT="300")
   proc = subprocess.run(
       ["bash", "experiments/run_gpu_retrieval.sh", str(tmp_path / "no_data"), str(out),
-       quick, quick + ",--config.model.loss=sampled,--config.model.num_negatives=8,"
-       "--config.model.num_in_batch=4,--config.tag=quick_sampled"],
+       quick, quick + ",--config.model.net.loss=sampled,--config.model.net.num_negatives=8,"
+       "--config.model.net.num_in_batch=4,--config.name=quick_sampled"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   results = {p: json.loads((out / "results" / p).read_text())
              for p in os.listdir(out / "results")}
-  assert set(results) == {"phoenix_retrieval_quick.json", "phoenix_retrieval_quick_sampled.json"}
-  full, sampled = (results["phoenix_retrieval_quick.json"]["config"],
-                   results["phoenix_retrieval_quick_sampled.json"]["config"])
-  assert (full["model"]["loss"], sampled["model"]["loss"]) == ("full", "sampled")
-  assert sampled["model"]["num_negatives"] == 8 and full["num_epochs"] == 2
+  quick_name = "phoenix_retrieval_synthetic_quick"
+  assert set(results) == {f"{quick_name}.json", "quick_sampled.json"}
+  full, sampled = (results[f"{quick_name}.json"]["config"]["model"],
+                   results["quick_sampled.json"]["config"]["model"])
+  assert (full["net"]["loss"], sampled["net"]["loss"]) == ("full", "sampled")
+  assert sampled["net"]["num_negatives"] == 8 and full["train"]["num_epochs"] == 2
   summary = (out / "summary.txt").read_text().splitlines()
-  assert [line.split(":")[0] for line in summary] == ["quick", "quick_sampled"]
-  assert all('"phoenix_test"' in line for line in summary)
-  assert (out / "work" / "quick_sampled" / "metrics.jsonl").exists()
+  assert [line.split(":")[0] for line in summary] == [quick_name, "quick_sampled"]
+  assert all('"test"' in line for line in summary)
+  assert (out / "runs" / "quick_sampled" / "train" / "metrics.jsonl").exists()
 
 
 def test_usage_error_without_jobs(tmp_path):

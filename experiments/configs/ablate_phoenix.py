@@ -20,11 +20,13 @@ Sections:
               resulting configs share their training runs (the ranking baseline is trained
               once per seed for ablations 1-3).
 """
+import dataclasses
+
 from ml_collections import config_dict
 
 from experiments.configs import common
 from experiments.configs import phoenix_ranking
-from experiments.configs import phoenix_retrieval
+from phoenix.retrieval import adapter
 
 
 def _ranking_model(**overrides):
@@ -38,12 +40,14 @@ def _ranking_model(**overrides):
 
 
 def _retrieval_model(**overrides):
-  """experiments/configs/phoenix_retrieval.py's model, smaller, sampled softmax."""
-  emb = dict(emb_size=32, user_table_size=1 << 12, author_table_size=1 << 10)
-  emb.update(overrides.pop("emb", {}))
-  model = dict(num_layers=1, key_size=16, history_len=50, window="random", loss="sampled")
-  model.update(overrides)
-  return phoenix_retrieval._model(emb=emb, **model)  # pylint: disable=protected-access
+  """The pipeline's retrieval model defaults (phoenix.retrieval.adapter.Config().net),
+  smaller, sampled softmax."""
+  net = dataclasses.asdict(adapter.Config().net)
+  net["emb"].update(dict(emb_size=32, user_table_size=1 << 12, author_table_size=1 << 10),
+                    **overrides.pop("emb", {}))
+  net.update(dict(num_layers=1, key_size=16, history_len=50, window="random", loss="sampled"),
+             **overrides)
+  return net
 
 
 def _ablations(neg_counts, nologq_count):

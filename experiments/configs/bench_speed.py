@@ -38,9 +38,10 @@ def get_config(arg: str = "full") -> config_dict.ConfigDict:
       steps=3,                     # training steps per variant per round
       rounds=3, warmup=1, seed=0))
   # Phoenix retrieval training step, packed loss positions vs all B*S slots (Amazon Beauty
-  # shape: 12,101 items, lengths 5..13 in a window of 50; the model of the recipe's config).
+  # shape: 12,101 items, lengths 5..13 in a window of 50; the model (model.net) of the
+  # experiments/configs/phoenix_retrieval.py recipe named by its config argument).
   c.retrieval_loss = config_dict.ConfigDict(dict(
-      recipe="beauty_gpu", num_users=22363, num_items=12101, min_len=5, max_len=13,
+      recipe="dataset=beauty,recipe=best", num_users=22363, num_items=12101, min_len=5, max_len=13,
       batch_size=128, packed_positions=1024,
       rounds=5, reps=4, warmup=1, seed=0))
   if arg == "tiny":
@@ -52,7 +53,7 @@ def get_config(arg: str = "full") -> config_dict.ConfigDict:
     c.input_pipeline.model_override = config_dict.ConfigDict(dict(hidden_dim=32,
                                                                   bottleneck_dim=16))
     c.input_pipeline.batch_size = 32
-    c.retrieval_loss.update(dict(recipe="quick", num_users=64, num_items=300, min_len=3,
+    c.retrieval_loss.update(dict(recipe="dataset=synthetic,recipe=quick", num_users=64, num_items=300, min_len=3,
                                  max_len=6, batch_size=16, packed_positions=96, rounds=2,
                                  reps=2))
   elif arg != "full":

@@ -1,0 +1,80 @@
+"""Phoenix retrieval through the pipeline (phoenix/retrieval/adapter.py): the epoch schedule
+from the data, the time budget and resuming, the online-params record, and that it learns."""
+import json
+
+import pytest
+
+from experiments.configs import phoenix_retrieval as configs
+from phoenix.retrieval import adapter
+from recsys_core import pipeline
+
+
+def _quick(noise=0.0):
+  cfg = configs.get_config("dataset=synthetic,recipe=quick")
+  cfg.data.synthetic.noise = noise
+  return cfg
+
+
+def test_schedule_is_in_epochs_and_follows_the_data():
+  tc = adapter.TrainConfig(batch_size=32, num_epochs=3.0, warmup_epochs=0.5,
+                           eval_every_epochs=1.5)
+  small, large = adapter.schedule(tc, 6), adapter.schedule(tc, 600)
+  assert (small.num_steps, small.warmup_steps, small.eval_every) == (18, 3, 9)
+  assert (large.num_steps, large.warmup_steps, large.eval_every) == (1800, 300, 900)
+  assert large.decay_steps == 1800 - 300   # the cosine spans the rest of the run
+  assert adapter.schedule(adapter.TrainConfig(warmup_epochs=0.001), 6).warmup_steps == 1
+
+
+def test_step_counts_in_the_optimizer_are_refused():
+  with pytest.raises(ValueError, match="model.optimizer.decay_steps=100: must be 0"):
+    pipeline.parse(dict(_quick(), model=dict(_quick().model.to_dict(),
+                                             optimizer={"decay_steps": 100})))
+
+
+def test_learns_the_next_item_rule(tmp_path):
+  record = pipeline.train_and_evaluate(_quick(), runs_root=str(tmp_path))
+  # Item i is followed by i+1: popularity ranks it at chance (HR@10 ~ 10/40 at best).
+  assert pipeline.test_metrics(record)["hr@10"] > 0.9
+  assert record["model_info"]["stopped"] == "num_epochs"
+
+
+def test_time_budget_stops_at_an_evaluation_and_a_rerun_finishes(tmp_path):
+  """max_seconds is run-only: the same run folder resumes with a larger budget."""
+  cfg = _quick(noise=0.3)
+  cfg.model.train.max_seconds = 0.0  # past the budget at the first evaluation
+  first = pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path))
+  info = first["model_info"]
+  assert info["stopped"] == "time_budget"
+  assert info["epochs"] == cfg.model.train.eval_every_epochs
+  cfg.model.train.max_seconds = None
+  again = pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path))
+  assert again["run_dir"] == first["run_dir"]
+  assert again["model_info"]["stopped"] == "num_epochs"
+  assert again["model_info"]["epochs"] == cfg.model.train.num_epochs
+  evals = again["model_info"]["eval_history"]
+  assert len(evals) == cfg.model.train.num_epochs / cfg.model.train.eval_every_epochs
+
+
+def _evaluations(run_dir):
+  lines = (run_dir / "train" / "metrics.jsonl").read_text().splitlines()
+  return [r for r in map(json.loads, lines) if r["event"] == "eval"]
+
+
+def test_eval_online_params_only_adds_the_online_record(tmp_path):
+  """With a parameter average, eval_online_params also evaluates the online params
+  (online_<key>); without it the averaged params' metrics and the selection are the same."""
+  records, history = {}, {}
+  for online in (True, False):
+    cfg = _quick(noise=0.3)
+    cfg.model.train.num_epochs = 8.0
+    cfg.model.optimizer.ema_decay = 0.9
+    cfg.model.train.eval_online_params = online
+    cfg.name = f"online_{online}"
+    records[online] = pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path))
+    history[online] = _evaluations(tmp_path / cfg.name)
+  assert all("online_ndcg@10" in r for r in history[True])
+  assert not any(k.startswith("online_") for r in history[False] for k in r)
+  for a, b in zip(history[True], history[False]):
+    assert a["ndcg@10"] == pytest.approx(b["ndcg@10"], abs=1e-6)
+  assert records[True]["model_info"]["best_step"] == records[False]["model_info"]["best_step"]
+  assert any(r["online_ndcg@10"] != r["ndcg@10"] for r in history[True])
