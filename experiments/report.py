@@ -391,7 +391,7 @@ def _compare_by_tag(recs: Sequence[dict]) -> dict[str, list[dict]]:
 
 
 def write_compare_docs(tag: str, results_dir: str = DEFAULT_DIR) -> list[str]:
-  """Table and plot of one dataset's comparison files (called by compare_models)."""
+  """Table and plot of one dataset's comparison files (experiments/compare.py records)."""
   recs = _compare_by_tag(load_results(results_dir)).get(tag, [])
   if not recs:
     return []

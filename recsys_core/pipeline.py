@@ -118,8 +118,7 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   parsed = parse(config)
   run = runs.open_run(run_dir or os.path.join(runs_root, parsed.name), config,
                       parsed.run_only, on_change)
-  log.info("%s run folder %s (config %s)", "resuming in" if run.resumed else "new",
-           run.path, run.fingerprint)
+  log.info("run folder %s (config %s)", run.path, run.fingerprint)
   x = source.load(parsed.data)
   split = protocols.make_split(x, parsed.protocol)
   selection = split.with_validation_users(parsed.protocol.eval_users, parsed.seed)
@@ -146,6 +145,7 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
       model=parsed.model_name, config=runs.canonical(config), metrics=metrics,
       seeds=[parsed.seed], wall_seconds=time.perf_counter() - start,
       extra={"num_test_users": test["num_users"], "data_stats": split.stats(),
+             "split_fingerprint": split.fingerprint(),
              "fit_seconds": round(fit_seconds, 3), "model_info": info,
              "run_dir": run.path, "fingerprint": run.fingerprint})
   runs.write_record(run, record)

@@ -12,6 +12,7 @@ ranking with seen items excluded, HR@k / NDCG@k / MRR).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -83,6 +84,22 @@ class Split:
                        else (self.test_inputs, self.test_targets))
     return evaluation.evaluate(scorer, self.protocol, inputs, targets, ks=self.ks,
                                batch_size=self.batch_size)
+
+  def fingerprint(self) -> str:
+    """SHA-256 (16 hex digits) over every array of the split: equal fingerprints mean the
+    same training, validation and test data, checked rather than assumed."""
+    h = hashlib.sha256()
+    for part in (self.train, self.val_inputs, self.val_targets, self.test_inputs,
+                 self.test_targets):
+      if isinstance(part, Interactions):
+        arrays = (part.users, part.items, np.asarray([part.num_users, part.num_items]))
+      else:
+        arrays = (np.asarray(part),)
+      for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.int64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
   def stats(self) -> dict[str, int]:
     return {"users": int(self.train.num_users), "items": int(self.train.num_items),

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ("ablate_anime_ae", "ablate_phoenix", "bench_ae_flops", "bench_input_pipeline",
-           "bench_retrieval_topk", "compare_models", "plots", "recommend_anime", "report",
+           "bench_retrieval_topk", "compare", "plots", "recommend_anime", "report",
            "train", "train_phoenix_ranking")
 
 
@@ -21,11 +21,10 @@ def test_phoenix_configs_share_one_optimizer_block():
   """Every Phoenix binary with a flat config takes the same `--config.optimizer.<key>`
   overrides, and each block builds an OptimizerConfig (the pipeline configs hold every
   OptimizerConfig field: tests/experiments/test_recipes.py)."""
-  from experiments.configs import ablate_phoenix, common, compare, phoenix_ranking
+  from experiments.configs import ablate_phoenix, common, phoenix_ranking
   from recsys_core.train import OptimizerConfig
   ablate = ablate_phoenix.get_config("quick")
   blocks = {"ranking": phoenix_ranking.get_config("quick").optimizer,
-            "compare": compare.get_config("tiny_b").phoenix.optimizer,
             "ablate.ranking": ablate.ranking.optimizer,
             "ablate.retrieval": ablate.retrieval.optimizer}
   keys = set(common.optimizer())

@@ -1,0 +1,98 @@
+r"""Several models on the same splits, each trained with its own recipe: the pipeline in a
+loop (recsys_core.comparison).
+
+  python -m experiments.compare --dataset=ml100k --models=popularity,ease,anime_ae \
+      --seeds=0,1,2 --data_dir=../shared/data
+  python -m experiments.compare --dataset=beauty --seeds=2 --data_dir=../shared/data \
+      --models=popularity,ease,phoenix_retrieval:best --results_dir=experiments/results
+
+A model is "<name>[:<recipe>]" of experiments/configs/<name>.py (recipe "default" when
+omitted). Each (model, seed) is one run folder runs/<model>_<dataset>_<recipe>_seed<seed>,
+the name a standalone `experiments.train` run of that seed uses, so finished runs are
+reused. Under strong generalisation the seed is also the split seed; leave-one-out splits
+have none. The record (runs/compare_<dataset>.json; with --results_dir also
+<results_dir>/compare_<dataset>_<protocol>.json) holds each model's metrics over its seeds,
+the split fingerprints, and the metrics of the model's own result file where one has the
+same config fingerprint. `python -m experiments.report` regenerates the tables from it.
+"""
+import importlib
+import os
+
+from absl import app
+from absl import flags
+
+from recsys_core import comparison
+from recsys_core import pipeline
+from recsys_core import results
+from recsys_core import runs
+
+_DATASET = flags.DEFINE_string("dataset", None, "A row of experiments/configs/datasets.py.")
+_MODELS = flags.DEFINE_list("models", ["popularity", "ease", "anime_ae"],
+                            "Models as <name>[:<recipe>] (experiments/configs/<name>.py).")
+_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds (strong generalisation: also split seeds).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders "
+                                "(config.data.dir); not needed for anime or synthetic.")
+_RUNS_ROOT = flags.DEFINE_string("runs_root", pipeline.DEFAULT_RUNS_ROOT,
+                                 "Folder of the run folders.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Also write the comparison record "
+                                   "there (e.g. experiments/results).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing result file.")
+_OWN_RUNS_DIR = flags.DEFINE_string("own_runs_dir", results.DEFAULT_RESULTS_DIR,
+                                    "Where the models' own result files are looked up.")
+
+_KEYS = {"strong_generalization": ("recall@20", "recall@50", "ndcg@100"),
+         "leave_one_out": ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr")}
+
+
+def model_configs(dataset: str, spec: str, seeds: list[int], data_dir):
+  """[pipeline config per seed] of model spec "<name>[:<recipe>]" on `dataset`."""
+  name, _, recipe = spec.partition(":")
+  recipe = recipe or "default"
+  try:
+    module = importlib.import_module(f"experiments.configs.{name}")
+  except ModuleNotFoundError:
+    raise ValueError(f"--models: no config file experiments/configs/{name}.py") from None
+  out = []
+  for seed in seeds:
+    cfg = module.get_config(f"dataset={dataset},recipe={recipe}")
+    cfg.seed = seed
+    cfg.name = f"{cfg.name}_seed{seed}"
+    if cfg.protocol.name == "strong_generalization":
+      cfg.protocol.seed = seed
+    if data_dir:
+      cfg.data.dir = data_dir
+    pipeline.parse(cfg)  # every config checked before the first model trains
+    out.append(cfg)
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+    if not seeds or min(seeds) < 0:
+      raise ValueError(f"--seeds={_SEEDS.value}: must be one or more integers >= 0")
+    configs = {spec: model_configs(_DATASET.value, spec, seeds, _DATA_DIR.value)
+               for spec in _MODELS.value}
+    protocol = next(iter(configs.values()))[0].protocol.name
+    name = f"compare_{_DATASET.value}_{protocol}"
+    target = None
+    if _RESULTS_DIR.value:
+      runs.check_writable(_RESULTS_DIR.value, "--results_dir")
+      target = os.path.join(_RESULTS_DIR.value, f"{name}.json")
+      if os.path.exists(target) and not _OVERWRITE.value:
+        raise ValueError(f"{target} exists; pass --overwrite to replace it")
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  record = comparison.run(configs, name=name, runs_root=_RUNS_ROOT.value,
+                          own_runs_dir=_OWN_RUNS_DIR.value)
+  results.save_record(record, os.path.join(_RUNS_ROOT.value, f"{name}.json"))
+  print(comparison.table(record, _KEYS[protocol]))
+  if target:
+    print("wrote", results.save_record(record, target, overwrite=_OVERWRITE.value))
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("dataset")
+  app.run(main)
