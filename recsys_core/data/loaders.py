@@ -10,6 +10,24 @@ Every loader:
     exactly one thing, with a logged warning: duplicate (user, item) rows keep their last
     occurrence (the later row wins, as a later rating overrides an earlier one).
 
+Strictness rules (the number syntax and the cut-file rule are in `parsing`'s docstring):
+  * numbers are strict: ids, timestamps and integer ratings are an optional '-' then
+    digits (`1_000`, `+5`, `1e0`, ` 5` are errors); float ratings are plain decimal with
+    an optional exponent (`1_0`, `inf`, `nan` are errors);
+  * user ids, item ids and timestamps must be >= 0 (in every format, sequence files
+    included); ratings must be in the dataset's range;
+  * when a file has several problems, the error names the first offending line (and, on
+    that line, the first offending field);
+  * a table's line with too few fields is an error naming the line and the first missing
+    field (for the last line the message says the file looks cut); a sequence file's last
+    line with no final newline and fewer items than every other line is an error (the
+    file looks cut); any other last line without a final newline loads with a warning
+    naming the file and line;
+  * in anime_info.dat, ids, episodes and members are strict non-negative integers and
+    the rating a strict finite float ("" and "Unknown" mean unknown); an item listed twice
+    keeps its later line (warning naming both lines). Any id listed twice in
+    item_id_to_mal_anime_id.csv is an error naming both lines.
+
 Datasets (folder names as in shared/data, see `DATASETS`):
   anime            embedded 5k-user subsample: history rows, rating NaN when "watched, not
                    rated" (`load_anime` also returns the item info)
@@ -101,13 +119,32 @@ def interactions_from_ids(user_ids: np.ndarray, item_ids: np.ndarray,
 # Checks shared by the rating loaders.
 
 
-def _check_ratings(values: np.ndarray, path: PathLike, first_line: int, field: str,
-                   valid: Callable[[np.ndarray], np.ndarray], expected: str) -> None:
-  bad = ~valid(values)
-  if bad.any():
-    i = int(np.flatnonzero(bad)[0])
-    raise DataFormatError(path, f"rating {values[i]:g} out of range (expected {expected})",
-                          line=first_line + i, field=field)
+# A row check: (field, [N] bool mask of the bad rows, message for bad row i).
+_RowCheck = tuple[str, np.ndarray, Callable[[int], str]]
+
+
+def _raise_first(path: PathLike, first_line: int, checks: list[_RowCheck]) -> None:
+  """Raises DataFormatError for the earliest bad row over `checks` (ties: the first check,
+  i.e. the field that comes first when checks are listed in column order)."""
+  best = None
+  for field, bad, message in checks:
+    rows = np.flatnonzero(bad)
+    if len(rows) and (best is None or rows[0] < best[0]):
+      best = (int(rows[0]), field, message)
+  if best is not None:
+    i, field, message = best
+    raise DataFormatError(path, message(i), line=first_line + i, field=field)
+
+
+def _non_negative(values: np.ndarray, field: str, what: str) -> _RowCheck:
+  return (field, values < 0,
+          lambda i: f"negative {what} {values[i]} ({what}s must be >= 0)")
+
+
+def _rating_check(values: np.ndarray, field: str, valid: Callable[[np.ndarray], np.ndarray],
+                  expected: str) -> _RowCheck:
+  return (field, ~valid(values),
+          lambda i: f"rating {values[i]:g} out of range (expected {expected})")
 
 
 def _int_range(lo: int, hi: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -118,16 +155,28 @@ def _half_stars(v: np.ndarray) -> np.ndarray:
   return (v >= 0.5) & (v <= 5.0) & (v * 2 == np.round(v * 2))
 
 
+def _warn_if_unterminated(raw: bytes, body: bytes, path: PathLike) -> None:
+  """Logs a warning when the last line has no final newline (the file may be cut)."""
+  if not parsing.last_line_terminated(raw):
+    logging.warning("%s, line %d: the last line has no terminating newline; if the file "
+                    "was cut there, its last value may be incomplete", os.fspath(path),
+                    body.count(b"\n") + 1)
+
+
 def _read_table(path: PathLike, *, delimiter: bytes, columns, header=None
                 ) -> tuple[dict[str, np.ndarray], int]:
   """Reads a numeric table; returns (columns, 1-based file line of the first data row)."""
-  body = parsing.normalize(parsing.read_bytes(path), path)
+  raw = parsing.read_bytes(path)
+  body = parsing.normalize(raw, path)
+  whole = body
   first_line = 1
   if header is not None:
     body = parsing.take_header(body, path, header, delimiter)
     first_line = 2
-  return parsing.parse_table(body, path, delimiter=delimiter, columns=columns,
-                             first_line=first_line), first_line
+  cols = parsing.parse_table(body, path, delimiter=delimiter, columns=columns,
+                             first_line=first_line)
+  _warn_if_unterminated(raw, whole, path)
+  return cols, first_line
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,7 +187,11 @@ def load_movielens_100k(path: PathLike) -> Interactions:
   """Loads MovieLens 100K `u.data`: tab-separated, no header, user item rating(1-5) time."""
   cols, first = _read_table(path, delimiter=b"\t", columns=[
       ("user_id", int), ("item_id", int), ("rating", int), ("timestamp", int)])
-  _check_ratings(cols["rating"], path, first, "rating", _int_range(1, 5), "an integer 1..5")
+  _raise_first(path, first, [
+      _non_negative(cols["user_id"], "user_id", "user id"),
+      _non_negative(cols["item_id"], "item_id", "item id"),
+      _rating_check(cols["rating"], "rating", _int_range(1, 5), "an integer 1..5"),
+      _non_negative(cols["timestamp"], "timestamp", "timestamp")])
   return interactions_from_ids(cols["user_id"], cols["item_id"], cols["rating"],
                                cols["timestamp"], source=os.fspath(path))
 
@@ -148,8 +201,11 @@ def load_movielens_latest_small(path: PathLike) -> Interactions:
   cols, first = _read_table(path, delimiter=b",", header=(
       "userId", "movieId", "rating", "timestamp"), columns=[
           ("userId", int), ("movieId", int), ("rating", float), ("timestamp", int)])
-  _check_ratings(cols["rating"], path, first, "rating", _half_stars,
-                 "0.5..5.0 in steps of 0.5")
+  _raise_first(path, first, [
+      _non_negative(cols["userId"], "userId", "user id"),
+      _non_negative(cols["movieId"], "movieId", "item id"),
+      _rating_check(cols["rating"], "rating", _half_stars, "0.5..5.0 in steps of 0.5"),
+      _non_negative(cols["timestamp"], "timestamp", "timestamp")])
   return interactions_from_ids(cols["userId"], cols["movieId"], cols["rating"],
                                cols["timestamp"], source=os.fspath(path))
 
@@ -159,12 +215,36 @@ def load_sequences(path: PathLike) -> Interactions:
 
   Used for Amazon Beauty/Sports (S3-Rec files) and ML-1M (SASRec and full versions).
   order = position in the line (0-based); no ratings. An item repeated within a line is a
-  duplicate (user, item) pair: its last occurrence is kept (warning logged).
+  duplicate (user, item) pair: its last occurrence is kept (warning logged). User and
+  item ids must be >= 0. A last line without a final newline that has fewer items than
+  every other line is taken as a cut file (DataFormatError); see the module docstring.
   """
-  body = parsing.normalize(parsing.read_bytes(path), path)
+  raw = parsing.read_bytes(path)
+  body = parsing.normalize(raw, path)
   users, lengths, items = parsing.parse_sequences(body, path)
-  raw_users = np.repeat(users, lengths)
   starts = np.cumsum(lengths) - lengths
+  bad_users = np.flatnonzero(users < 0)
+  bad_items = np.flatnonzero(items < 0)
+  if len(bad_users) or len(bad_items):
+    # The earliest line; on it, the user comes before its items.
+    item_line = (int(np.searchsorted(starts, bad_items[0], side="right")) - 1
+                 if len(bad_items) else len(users))
+    if len(bad_users) and bad_users[0] <= item_line:
+      line, field, value = int(bad_users[0]), "user", users[bad_users[0]]
+    else:
+      line, value = item_line, items[bad_items[0]]
+      field = f"item {int(bad_items[0] - starts[item_line]) + 1}"
+    raise DataFormatError(path, f"negative id {value} (ids must be >= 0)", line=line + 1,
+                          field=field)
+  if not parsing.last_line_terminated(raw):
+    if len(lengths) > 1 and lengths[-1] < lengths[:-1].min():
+      raise DataFormatError(
+          path, f"the last line has {lengths[-1]} item(s), fewer than any other line "
+          f"(at least {lengths[:-1].min()}), and no terminating newline: the file looks "
+          "cut (if the line is complete, end the file with a newline)",
+          line=len(lengths), field=f"item {lengths[-1]}")
+    _warn_if_unterminated(raw, body, path)
+  raw_users = np.repeat(users, lengths)
   order = np.arange(len(items), dtype=np.int64) - np.repeat(starts, lengths)
   return interactions_from_ids(raw_users, items, None, order, source=os.fspath(path))
 
@@ -244,15 +324,13 @@ def find_file(folder: PathLike, name: str) -> str:
 def _load_anime_pairs(path: str, ratings: bool) -> tuple[dict[str, np.ndarray], int]:
   cols, first = _read_table(path, delimiter=b"\t", header=_ANIME_HEADER, columns=[
       ("User_ID", int), ("Anime_ID", int), ("Feedback", int)])
-  if ratings:
-    _check_ratings(cols["Feedback"], path, first, "Feedback", _int_range(1, 10),
-                   "an integer 1..10")
-  else:
-    bad = cols["Feedback"] != 1
-    if bad.any():
-      i = int(np.flatnonzero(bad)[0])
-      raise DataFormatError(path, f"history feedback must be 1, found {cols['Feedback'][i]}",
-                            line=first + i, field="Feedback")
+  feedback = cols["Feedback"]
+  _raise_first(path, first, [
+      _non_negative(cols["User_ID"], "User_ID", "user id"),
+      _non_negative(cols["Anime_ID"], "Anime_ID", "item id"),
+      _rating_check(feedback, "Feedback", _int_range(1, 10), "an integer 1..10") if ratings
+      else ("Feedback", feedback != 1,
+            lambda i: f"history feedback must be 1, found {feedback[i]}")])
   keep = drop_duplicate_pairs(np.unique(cols["User_ID"], return_inverse=True)[1],
                               np.unique(cols["Anime_ID"], return_inverse=True)[1], path)
   return {k: v[keep] for k, v in cols.items()}, first
@@ -260,35 +338,42 @@ def _load_anime_pairs(path: str, ratings: bool) -> tuple[dict[str, np.ndarray], 
 
 def _parse_anime_info(path: str) -> dict[int, tuple]:
   """Returns {anime_ids: (name, genre, type, episodes, rating, members)}."""
-  text = parsing.decode_text(parsing.read_bytes(path), path)
+  raw = parsing.read_bytes(path)
+  text = parsing.decode_text(raw, path)
   body = parsing.normalize(text.encode("utf-8"), path)
+  whole = body
   body = parsing.take_header(body, path, _ANIME_INFO_HEADER, b"\t")
-  out = {}
-  for i, raw in enumerate(body.split(b"\n")):
+  out, seen_on = {}, {}
+  for i, raw_line in enumerate(body.split(b"\n")):
     line_no = i + 2
-    fields = raw.decode("utf-8").split("\t")
+    fields = raw_line.decode("utf-8").split("\t")
     if len(fields) != len(_ANIME_INFO_HEADER):
+      field = _ANIME_INFO_HEADER[len(fields)] if len(fields) < len(_ANIME_INFO_HEADER) else None
       raise DataFormatError(path, f"expected {len(_ANIME_INFO_HEADER)} tab-separated fields, "
-                            f"found {len(fields)}", line=line_no)
+                            f"found {len(fields)}", line=line_no, field=field)
     anime_id, name, genre, kind, episodes, rating, members = fields
 
-    def number(value, field, cast, unknown, line_no=line_no):
-      value = value.strip()
+    def number(value, field, parse, unknown, line_no=line_no):
       if value in ("", "Unknown"):
         return unknown
-      try:
-        return cast(value)
-      except ValueError:
-        raise DataFormatError(path, f"expected a number or 'Unknown', found {value!r}",
-                              line=line_no, field=field) from None
+      result = parse(value, path, line_no, field)
+      if result < 0:
+        raise DataFormatError(path, f"negative value {value!r} (must be >= 0)",
+                              line=line_no, field=field)
+      return result
 
-    key = number(anime_id, "anime_ids", int, None)
+    key = number(anime_id, "anime_ids", parsing.strict_int, None)
     if key is None:
       raise DataFormatError(path, "missing item id", line=line_no, field="anime_ids")
+    row = (name, genre, kind, number(episodes, "episodes", parsing.strict_int, -1),
+           number(rating, "rating", parsing.strict_float, np.nan),
+           number(members, "members", parsing.strict_int, -1))
     if key in out:
-      logging.warning("%s: item %d listed twice; kept line %d", path, key, line_no)
-    out[key] = (name, genre, kind, number(episodes, "episodes", int, -1),
-                number(rating, "rating", float, np.nan), number(members, "members", int, -1))
+      logging.warning("%s: item %d listed on lines %d and %d; kept line %d", path, key,
+                      seen_on[key], line_no, line_no)
+    out[key] = row
+    seen_on[key] = line_no
+  _warn_if_unterminated(raw, whole, path)
   return out
 
 
@@ -303,8 +388,15 @@ def _anime_info_for(item_ids: np.ndarray, info_path: str, mal_path: Optional[str
   table = [rows.get(int(i), blank) for i in item_ids]
   mal = np.full(len(item_ids), -1, np.int64)
   if mal_path is not None:
-    cols, _ = _read_table(mal_path, delimiter=b",", header=("item_id", "mal_anime_id"),
-                          columns=[("item_id", int), ("mal_anime_id", int)])
+    cols, first = _read_table(mal_path, delimiter=b",", header=("item_id", "mal_anime_id"),
+                              columns=[("item_id", int), ("mal_anime_id", int)])
+    _raise_first(mal_path, first, [_non_negative(cols["item_id"], "item_id", "id"),
+                                   _non_negative(cols["mal_anime_id"], "mal_anime_id", "id")])
+    dup = parsing.first_duplicate(cols["item_id"])
+    if dup is not None:
+      raise DataFormatError(mal_path, f"item {cols['item_id'][dup[1]]} is listed on lines "
+                            f"{first + dup[0]} and {first + dup[1]}", line=first + dup[1],
+                            field="item_id")
     lookup = dict(zip(cols["item_id"].tolist(), cols["mal_anime_id"].tolist()))
     mal = np.array([lookup.get(int(i), -1) for i in item_ids], np.int64)
   return AnimeInfo(
