@@ -1,9 +1,13 @@
 """Typed configuration of the autoencoder, filled from the ml_collections experiment config.
 
-`AEConfig.from_config_dict(cfg)` reads the sections `model`, `loss`, `ratings`, `data`,
-`train` and `recommend` of an `ml_collections.ConfigDict` (see experiments/configs/anime_ae.py);
-each section becomes a frozen dataclass whose `.make(...)` builds the piece it configures.
-Unknown keys are errors, so a typo in `--config.model.hiden_dim` fails loudly.
+`AEConfig` is the model Config of the pipeline (`config.model` of
+experiments/configs/anime_ae.py, less its `name`; the pipeline builds it with
+`recsys_core.config.from_dict`). `AEConfig.from_config_dict(cfg)` reads the sections `model`,
+`loss`, `ratings`, `data`, `train` and `recommend` of an `ml_collections.ConfigDict` such as
+`get_config("recipe=default").model`; each section becomes a frozen dataclass whose
+`.make(...)` builds the piece it configures. Unknown keys are errors, so a typo in
+`--config.model.model.hiden_dim` fails loudly. The defaults are the seed's values, except
+`train.steps` (the seed trained 3000 steps: recipe=seed).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ r"""FLOPs and achieved fraction of matmul peak of the autoencoder training step.
       # writes experiments/results/bench_ae_flops_cpu.json
 
 The step is `recsys_core.train.make_update_fn` on `anime_ae.training.make_loss_fn` at the
-sizes of experiments/configs/anime_ae.py:full (I items, H hidden, Z bottleneck, batch B),
+sizes of experiments/configs/anime_ae.py:recipe=seed (I items, H hidden, Z bottleneck, batch B),
 with the config's optimizer (Adam + reduce-on-plateau), on device-resident batches whose
 profiles hold `profile_density * I` items (the FLOP count does not depend on the density).
 
@@ -111,8 +111,16 @@ def synthetic_batch(batch: int, num_items: int, density: float, seed: int) -> di
                          "presence": presence, "rating": rating, "rating_mask": presence})
 
 
+# The `ae_config` names of experiments/configs/bench_speed.py (recorded in the result files)
+# -> the recipe of experiments/configs/anime_ae.py with the same AE sections.
+RECIPE_OF = {"full": "seed", "eval": "default", "quick": "quick"}
+
+
 def ae_config(name: str, override: Optional[Mapping[str, Any]] = None) -> AEConfig:
-  c = anime_ae_configs.get_config(name)
+  """The AE sections of `name` ("full", "eval", "quick", a recipe name, or a config argument
+  "recipe=..."), `override` set on its model section."""
+  arg = name if "=" in name else f"recipe={RECIPE_OF.get(name, name)}"
+  c = anime_ae_configs.get_config(arg).model
   if override:
     c.model.update(dict(override))
   return AEConfig.from_config_dict(c)

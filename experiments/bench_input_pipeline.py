@@ -4,7 +4,7 @@ r"""AE training step fed by the real input pipeline vs device-resident batches.
       # writes experiments/results/bench_input_pipeline_cpu.json
 
 The step is `recsys_core.train.make_update_fn` on `anime_ae.training.make_loss_fn` at the
-sizes of experiments/configs/anime_ae.py:full, trained on the embedded anime profiles (those
+sizes of experiments/configs/anime_ae.py:recipe=seed, trained on the embedded anime profiles (those
 with >= min_ratings ratings). Variants, each timed for `steps` consecutive steps per round
 (interleaved rounds, median seconds per step over rounds):
   resident         dense batches already on the device (`steps` real batches device_put

@@ -1,14 +1,20 @@
 r"""Evaluates the two-head autoencoder against popularity and EASE, and its rating MAE.
 
-  nice python -m experiments.eval_anime_ae --config experiments/configs/anime_ae.py:eval \
+  nice python -m experiments.eval_anime_ae --config experiments/configs/anime_ae.py:recipe=default \
       --datasets anime,ml-latest-small,ml-100k --data_dir ../shared/data
+
+The autoencoder is the AE sections of the config (`config.model`, e.g.
+--config.model.train.steps=600); the config's data and protocol sections are not read (the
+datasets are --datasets, the protocol this binary's own). Result files record the AE sections
+as their config (top-level model, loss, ratings, data, train, recommend).
 
 Parts (--parts):
   ranking    protocol A (strong generalisation) over the split seeds: the same preprocessing
              as experiments/eval_baselines.py (ratings above the dataset's threshold from
              experiments/configs/baselines.py, users with >= 5 items), per seed the Liang et
              al. split; popularity, EASE (λ chosen on validation NDCG@100) and the autoencoder
-             (params chosen on validation NDCG@100 every config.train.eval_every steps),
+             (params chosen on validation NDCG@100 every config.model.train.eval_every
+             steps),
              Recall@20/50 and NDCG@100 on the test users.
   mae        rating prediction on the same kind of user split, but on all explicit ratings
              (anime: plus the "watched, not rated" rows as inferred inputs): the autoencoder
@@ -39,7 +45,8 @@ from recsys_core import baselines, evaluation, results, splits
 from recsys_core.data import filters, load_dataset
 from recsys_core.data.types import Interactions
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/configs/anime_ae.py:eval")
+_CONFIG = config_flags.DEFINE_config_file("config", None,
+                                          "experiments/configs/anime_ae.py:recipe=default")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (shared/data); "
                                 "not needed for the embedded anime data.")
 _DATASETS = flags.DEFINE_list("datasets", ["anime"], "anime, ml-latest-small, ml-100k")
@@ -86,8 +93,14 @@ def _ease_on_validation(split, pcfg, val, test) -> tuple[dict, float]:
   return test(best), best.l2
 
 
+def ae_sections(cfg) -> dict:
+  """The AE sections of the pipeline config `cfg` (config.model less its name): what the
+  autoencoder is built from and what the result files record as their config."""
+  return {k: v for k, v in cfg.model.to_dict().items() if k != "name"}
+
+
 def _ae_config(cfg, seed: int) -> AEConfig:
-  ae = AEConfig.from_config_dict(cfg)
+  ae = AEConfig.from_config_dict(ae_sections(cfg))
   return dataclasses.replace(ae, train=dataclasses.replace(ae.train, seed=seed))
 
 
@@ -184,7 +197,7 @@ def run_benchmark(cfg, n_items: int = 200, repeats: int = 3) -> dict[str, Any]:
   from anime_ae.profiles import (  # pylint: disable=g-import-not-at-top
       build_profiles, filter_profiles)
   x = load_dataset("anime", None)
-  ae_cfg = AEConfig.from_config_dict(cfg)
+  ae_cfg = AEConfig.from_config_dict(ae_sections(cfg))
   transform = ae_cfg.ratings.make(x.ratings)
   profiles = build_profiles(x, transform)
   lengths = profiles.lengths()
@@ -227,7 +240,7 @@ def write_ranking(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> 
                               for k in RANK_METRICS}
   path = results.write_result(
       name=f"anime_ae_{_TAG.value}_{_TAGS[dataset]}_strong_generalization", dataset=dataset,
-      protocol="strong_generalization", model="anime_ae", config=cfg.to_dict(),
+      protocol="strong_generalization", model="anime_ae", config=ae_sections(cfg),
       metrics=metrics, seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value, extra=extra)
   print(f"{dataset} protocol A ({len(seeds)} seeds) -> {path}")
   rows = [("anime_ae", {k: results.summarize(v) for k, v in metrics.items()})] + list(base.items())
@@ -243,7 +256,7 @@ def write_mae(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> None
              "mae_normalised/user_mean": r["user_mean_mae_normalised"]}
   path = results.write_result(
       name=f"anime_ae_{_TAG.value}_{_TAGS[dataset]}_rating_mae", dataset=dataset,
-      protocol="rating_mae", model="anime_ae", config=cfg.to_dict(), metrics=metrics,
+      protocol="rating_mae", model="anime_ae", config=ae_sections(cfg), metrics=metrics,
       seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value,
       extra={"mae_reduction_vs_user_mean": float(reduction), "num_targets": r["num_targets"],
              "ae_best_step": r["ae_best_step"], "ae_train_seconds": r["ae_train_seconds"]})

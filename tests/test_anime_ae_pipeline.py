@@ -37,26 +37,28 @@ def _write_tiny_anime(folder):
   return folder
 
 
-def _tiny_config():
-  c = get_config("quick")
-  c.model.hidden_dim = 16
-  c.model.bottleneck_dim = 8
-  c.data.min_ratings = 3
-  c.train.steps = 4
-  c.train.batch_size = 8
-  c.train.log_every = 2
-  c.eval.heldout_profiles = 4
-  c.recommend.top_k = 3
+def _tiny_config(data_dir=None):
+  c = get_config("dataset=anime,recipe=quick")
+  c.data.dir = data_dir
+  m = c.model
+  m.model.hidden_dim = 16
+  m.model.bottleneck_dim = 8
+  m.data.min_ratings = 3
+  m.train.steps = 4
+  m.train.batch_size = 8
+  m.train.log_every = 2
+  m.recommend.top_k = 3
   return c
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  from anime_ae.pipeline import train_and_report
+  from anime_ae.pipeline import Holdout, train_and_report
   root = tmp_path_factory.mktemp("anime")
   data_dir = _write_tiny_anime(str(root / "data"))
   lines = []
-  report = train_and_report(_tiny_config(), str(root / "work"), data_dir, out=lines.append)
+  report = train_and_report(_tiny_config(data_dir), str(root / "work"), Holdout(profiles=4),
+                            out=lines.append)
   return root, data_dir, report, "\n".join(lines)
 
 
@@ -134,7 +136,7 @@ def test_scorer_protocol_fit_score_and_ratings():
   items = np.concatenate([rng.choice(10, 5, replace=False) for _ in range(12)]).astype(np.int32)
   ratings = rng.integers(1, 6, len(users)).astype(np.float32)
   train = Interactions(users, items, ratings, None, np.arange(12), np.arange(10), "toy")
-  cfg = AEConfig.from_config_dict(_tiny_config())
+  cfg = AEConfig.from_config_dict(_tiny_config().model)
   scorer = AutoencoderScorer(cfg)
   assert isinstance(scorer, Scorer)
   with pytest.raises(RuntimeError, match="fit"):
@@ -150,3 +152,19 @@ def test_scorer_protocol_fit_score_and_ratings():
   unified = AutoencoderScorer(cfg, ranking="unified")
   unified.model = scorer.model
   assert unified.score(inputs).shape == (3, 10)
+
+
+def test_train_and_report_checks_its_arguments_before_reading_data(tmp_path):
+  from anime_ae.pipeline import Holdout, train_and_report
+  from experiments.configs import ease
+  with pytest.raises(ValueError, match=r"holdout.profiles=0: must be >= 1"):
+    Holdout(profiles=0)
+  with pytest.raises(ValueError, match=r"holdout.example_profile=-1"):
+    Holdout(example_profile=-1)
+  with pytest.raises(ValueError, match="train_and_report trains anime_ae"):
+    train_and_report(ease.get_config("recipe=quick"), str(tmp_path))
+  bad = _tiny_config()
+  bad.model.model.input_norm = "l3"
+  with pytest.raises(ValueError, match="input_norm"):
+    train_and_report(bad, str(tmp_path))
+  assert not any(tmp_path.iterdir())

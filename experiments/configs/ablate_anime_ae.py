@@ -4,7 +4,8 @@
   --config experiments/configs/ablate_anime_ae.py:quick   tiny model, a few steps (tests)
 
 The top-level sections model/loss/ratings/data/train/recommend are the BASELINE autoencoder
-(`anime_ae.config.AEConfig`, same meaning as experiments/configs/anime_ae.py); `legacy` is
+(`anime_ae.config.AEConfig`: experiments/configs/anime_ae.py's `config.model` sections of
+recipe=default, with the overrides below); `legacy` is
 `anime_ae.legacy.LegacyConfig` (used by variants with arch="legacy"). `ablations` maps each
 ablation to
   protocol:  "ranking"  protocol A on the anime subsample, exactly as experiments/eval_anime_ae.py
@@ -63,9 +64,8 @@ _ABLATIONS = {
 
 
 def get_config(arg: str = "anime") -> config_dict.ConfigDict:
-  c = anime_ae_configs.get_config("eval")
-  for key in ("eval", "dataset", "name"):
-    del c[key]
+  ae = anime_ae_configs.get_config("recipe=default").model
+  c = config_dict.ConfigDict({k: ae[k] for k in ae if k != "name"})
   c.arch = "two_head"   # "two_head" (anime_ae.model) or "legacy" (anime_ae.legacy)
   # Baseline: a small model so that 6 ablations x 3 seeds fit ~45 min on a shared 2-core CPU
   # (one 300-step fit ~100 s there). lr 3e-3: at 1e-3 the model is still at the popularity
