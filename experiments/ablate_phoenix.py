@@ -16,7 +16,7 @@ Ablations (variants and the fields they set: experiments/configs/ablate_phoenix.
   retrieval            retrieval model with sampled softmax: number of sampled negatives and
                        the log-Q correction on / off
 
-Ranking (protocol C, phoenix.training.RankingTask): each run trains `ranking.num_steps`
+Ranking (protocol C, phoenix.ranking.task.RankingTask): each run trains `ranking.num_steps`
 steps with recsys_core.train.fit and evaluates the validation lists at step 0 and every
 `ranking.eval_every` steps (per-head AUC; the primary metric `ranking.primary_metric`).
 Reported per variant and seed: the final validation metric, the test-list metric of the
@@ -56,12 +56,17 @@ from experiments import plots
 from experiments import train_phoenix_ranking
 from phoenix import batching
 from phoenix import grok
-from phoenix import training
+from phoenix.ranking.config import RankingConfig
+from phoenix.ranking.task import RankingTask
+from phoenix.retrieval.config import RetrievalConfig
+from phoenix.retrieval.task import RetrievalTask
 from recsys_core import evaluation
 from recsys_core import results
 from recsys_core import splits
 from recsys_core import train as train_lib
 from recsys_core.data import load_dataset
+from recsys_core.data.sequences import SequenceData
+from recsys_core.data.synthetic import synthetic_sequences
 from recsys_core.data.types import Interactions
 
 FLAGS = flags.FLAGS
@@ -89,8 +94,8 @@ RESULT_PREFIX = "ablation_phoenix_"
 # Model configs.
 
 @dataclasses.dataclass(frozen=True)
-class AblationRankingConfig(training.RankingConfig):
-  """phoenix.training.RankingConfig plus the transformer's candidate-position option."""
+class AblationRankingConfig(RankingConfig):
+  """phoenix.ranking.config.RankingConfig plus the transformer's candidate-position option."""
   candidate_positions: str = "shared"
 
   def model_config(self):
@@ -103,14 +108,14 @@ def ranking_model_config(model: dict, **overrides) -> AblationRankingConfig:
   return AblationRankingConfig.from_dict(model, **overrides)
 
 
-def retrieval_model_config(model: dict, **overrides) -> training.RetrievalConfig:
-  return training.RetrievalConfig.from_dict(model, **overrides)
+def retrieval_model_config(model: dict, **overrides) -> RetrievalConfig:
+  return RetrievalConfig.from_dict(model, **overrides)
 
 
 # ----------------------------------------------------------------------------------------
 # Data.
 
-def load_ranking_data(rcfg) -> tuple[batching.SequenceData, Optional[np.ndarray], dict]:
+def load_ranking_data(rcfg) -> tuple[SequenceData, Optional[np.ndarray], dict]:
   """(sequences, item authors or None, description) of the ranking section's dataset:
   experiments/train_phoenix_ranking.py's loader with the section's data seed."""
   if rcfg.dataset not in ("synthetic", "anime"):
@@ -124,8 +129,8 @@ def load_ranking_data(rcfg) -> tuple[batching.SequenceData, Optional[np.ndarray]
 def load_retrieval_data(tcfg, data_dir: Optional[str]) -> Interactions:
   if tcfg.dataset == "synthetic":
     s = tcfg.synthetic
-    return training.synthetic_sequences(s.num_users, s.num_items, s.min_len, s.max_len,
-                                        seed=0, noise=s.noise)
+    return synthetic_sequences(s.num_users, s.num_items, s.min_len, s.max_len, seed=0,
+                               noise=s.noise)
   return load_dataset(tcfg.dataset, data_dir)
 
 
@@ -206,10 +211,10 @@ class RankingRunner:
     self.stats = {"users": int(data.num_users), "items": int(data.num_items),
                   "mean_length": float(data.lengths().mean())}
 
-  def task(self, mcfg: AblationRankingConfig, seed: int) -> training.RankingTask:
+  def task(self, mcfg: AblationRankingConfig, seed: int) -> RankingTask:
     key = (repr(mcfg), seed)
     if key not in self._tasks:
-      task = training.RankingTask(mcfg, self.data, self.authors, self.rcfg.batch_size, seed)
+      task = RankingTask(mcfg, self.data, self.authors, self.rcfg.batch_size, seed)
       n = self.rcfg.max_eval_lists
       if n and n < len(task.val_lists.labels):
         task.val_lists = _take_lists(task.val_lists, np.arange(n))
@@ -275,7 +280,7 @@ def _take_lists(lists: batching.RankingExample, rows: np.ndarray) -> batching.Ra
                                  lists.relevance[rows])
 
 
-def predict_logits(task: training.RankingTask, params,
+def predict_logits(task: RankingTask, params,
                    lists: batching.RankingExample) -> np.ndarray:
   """[B, C, A] float32 logits of fixed lists (padded to the task's batch size)."""
   fn = getattr(task, "jit_logits", None) or jax.jit(task.logits)
@@ -285,13 +290,14 @@ def predict_logits(task: training.RankingTask, params,
   for start in range(0, n, bs):
     rows = np.arange(start, min(start + bs, n))
     ids = batching.IdBatch(*[np.asarray(f)[rows] for f in lists.ids])
-    batch = training.pad_batch(task.featurizer(ids), bs)
+    batch = batching.pad_batch(task.featurizer(ids), bs)
     out.append(np.asarray(fn(params["phoenix"], batch), np.float32)[:len(rows)])
   return np.concatenate(out)
 
 
 def ranking_eval(task, params, lists, heads) -> dict:
-  """training.ranking_metrics of the lists plus auc_mean (mean AUC over the defined heads)."""
+  """phoenix.ranking.metrics.ranking_metrics of the lists plus auc_mean (mean AUC over the
+  defined heads)."""
   probs = 1.0 / (1.0 + np.exp(-predict_logits(task, params, lists)))
   m = task.evaluate(probs, lists)
   aucs = [m[f"auc/{h}"] for h in heads if f"auc/{h}" in m]
@@ -359,7 +365,7 @@ class RetrievalRunner:
   def __init__(self, tcfg, x: Interactions):
     self.tcfg = tcfg
     self.split = splits.leave_one_out_split(x)
-    self.data = batching.SequenceData.from_interactions(x)
+    self.data = SequenceData.from_interactions(x)
     lengths = self.data.lengths()
     self.train_ends = np.where(self.split.val_targets >= 0, lengths - 2, lengths)
     self.val_targets = self.split.val_targets.copy()
@@ -376,10 +382,10 @@ class RetrievalRunner:
                   "val_users": int(np.sum(self.val_targets >= 0)),
                   "test_users": int(np.sum(self.split.test_targets >= 0))}
 
-  def run(self, mcfg: training.RetrievalConfig, seed: int) -> dict:
+  def run(self, mcfg: RetrievalConfig, seed: int) -> dict:
     tcfg = self.tcfg
     t0 = time.perf_counter()
-    task = training.RetrievalTask(mcfg, self.data, self.train_ends, None, tcfg.batch_size, seed)
+    task = RetrievalTask(mcfg, self.data, self.train_ends, None, tcfg.batch_size, seed)
     ks = tuple(tcfg.ks)
     keys = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg")]
 

@@ -3,7 +3,7 @@ r"""Phoenix retrieval training step: packed loss positions against the plain B*S
   nice python -m experiments.bench_retrieval_loss --config experiments/configs/bench_speed.py
       # writes experiments/results/bench_retrieval_loss_cpu.json
 
-Data: synthetic next-item sequences (phoenix.training.synthetic_sequences) with the shape of
+Data: synthetic next-item sequences (recsys_core.data.synthetic) with the shape of
 Amazon Beauty (12,101 items, 22,363 users; lengths 5..13, mean 9, in a history window of 50),
 so ~88% of the B*S = 6,400 target slots of a batch are padding (measured: `valid_fraction`
 in bench_retrieval_loss_cpu.json). Model and optimizer: the `beauty_gpu` recipe of
@@ -32,9 +32,11 @@ import numpy as np
 
 from experiments import common
 from experiments.configs import phoenix_retrieval as retrieval_configs
-from phoenix import batching
-from phoenix import training
+from phoenix.retrieval.config import RetrievalConfig
+from phoenix.retrieval.task import RetrievalTask
 from recsys_core import train as train_lib
+from recsys_core.data.sequences import SequenceData
+from recsys_core.data.synthetic import synthetic_sequences
 
 FLAGS = flags.FLAGS
 
@@ -44,18 +46,18 @@ def define_flags() -> None:
   common.define_bench_flags("bench_retrieval_loss_cpu")
 
 
-def _task(cfg: Any, packed: int, data: batching.SequenceData) -> training.RetrievalTask:
+def _task(cfg: Any, packed: int, data: SequenceData) -> RetrievalTask:
   net = retrieval_configs.get_config(cfg.recipe).model.net.to_dict()
-  rcfg = training.RetrievalConfig.from_dict(net, packed_positions=packed)
-  return training.RetrievalTask(rcfg, data, data.lengths() - 2, None, int(cfg.batch_size),
-                                int(cfg.seed))
+  rcfg = RetrievalConfig.from_dict(net, packed_positions=packed)
+  return RetrievalTask(rcfg, data, data.lengths() - 2, None, int(cfg.batch_size),
+                       int(cfg.seed))
 
 
 def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the benchmark described by `cfg` (the retrieval_loss section); returns figures."""
-  x = training.synthetic_sequences(int(cfg.num_users), int(cfg.num_items), int(cfg.min_len),
-                                   int(cfg.max_len), seed=int(cfg.seed), noise=0.5)
-  data = batching.SequenceData.from_interactions(x)
+  x = synthetic_sequences(int(cfg.num_users), int(cfg.num_items), int(cfg.min_len),
+                          int(cfg.max_len), seed=int(cfg.seed), noise=0.5)
+  data = SequenceData.from_interactions(x)
   tasks = {"plain": _task(cfg, 0, data), "packed": _task(cfg, int(cfg.packed_positions), data)}
   optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(learning_rate=1e-3))
   params = tasks["plain"].fns.init(jax.random.PRNGKey(cfg.seed),

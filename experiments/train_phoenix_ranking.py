@@ -3,7 +3,7 @@ r"""Trains the Phoenix ranking model on candidate lists and evaluates it (protoc
   python -m experiments.train_phoenix_ranking \
       --config experiments/configs/phoenix_ranking.py:anime --workdir /tmp/phoenix_ranking_anime
 
-Lists (phoenix.training.RankingSplit, h = num_positives): per user, the test list has the
+Lists (phoenix.ranking.task.RankingSplit, h = num_positives): per user, the test list has the
 history before the last h items and those h items (the true next engagements) as
 positives; validation the same one step of h earlier; training lists cut each user's
 training part at random points every epoch. Negatives are sampled from items the user
@@ -36,10 +36,13 @@ import numpy as np
 
 from experiments import common
 from phoenix import batching
-from phoenix import training
+from phoenix.ranking.config import RankingConfig
+from phoenix.ranking.task import RankingTask
+from phoenix.ranking.task import shuffle_unordered
 from recsys_core import results
 from recsys_core import train as train_lib
 from recsys_core.data import load_dataset
+from recsys_core.data.sequences import SequenceData
 from recsys_core.data.types import Interactions
 
 FLAGS = flags.FLAGS
@@ -65,12 +68,11 @@ def _first_genre_ids(labels: list) -> np.ndarray:
   return np.array([vocab.get(g, 0) for g in labels], np.int32)
 
 
-def load(cfg, data_dir: Optional[str]) -> tuple[batching.SequenceData, Optional[np.ndarray],
-                                                  dict]:
+def load(cfg, data_dir: Optional[str]) -> tuple[SequenceData, Optional[np.ndarray], dict]:
   """(sequences, item authors or None, description) for the config's dataset."""
   if cfg.dataset == "synthetic":
     x = synthetic_rated(seed=cfg.seed)
-    return batching.SequenceData.from_interactions(x), None, {"order": "synthetic"}
+    return SequenceData.from_interactions(x), None, {"order": "synthetic"}
   if cfg.dataset == "anime":
     from recsys_core.data.loaders import load_anime  # pylint: disable=g-import-not-at-top
     from recsys_core.data.loaders import (  # pylint: disable=g-import-not-at-top
@@ -78,7 +80,7 @@ def load(cfg, data_dir: Optional[str]) -> tuple[batching.SequenceData, Optional[
     anime = load_anime(None if data_dir is None else os.path.join(
         resolve_data_dir(data_dir), DATASETS["anime"].folder))
     x = anime.interactions
-    data = training.shuffle_unordered(batching.SequenceData.from_interactions(x), cfg.seed)
+    data = shuffle_unordered(SequenceData.from_interactions(x), cfg.seed)
     authors = None
     if cfg.author == "genre":
       authors = _first_genre_ids([g[0] if g else "" for g in anime.info.genre_lists()])
@@ -86,7 +88,7 @@ def load(cfg, data_dir: Optional[str]) -> tuple[batching.SequenceData, Optional[
             "rated_fraction": float(np.mean(~np.isnan(x.ratings)))}
     return data, authors, info
   x = load_dataset(cfg.dataset, data_dir)
-  data = batching.SequenceData.from_interactions(x)
+  data = SequenceData.from_interactions(x)
   authors = None
   if cfg.author == "genre" and cfg.dataset == "ml-latest-small":
     from recsys_core.data.loaders import dataset_file  # pylint: disable=g-import-not-at-top
@@ -100,13 +102,13 @@ def load(cfg, data_dir: Optional[str]) -> tuple[batching.SequenceData, Optional[
   return data, authors, {"order": "timestamp"}
 
 
-def _model_config(cfg, **overrides) -> training.RankingConfig:
-  return training.RankingConfig.from_dict(cfg.model.to_dict(), **overrides)
+def _model_config(cfg, **overrides) -> RankingConfig:
+  return RankingConfig.from_dict(cfg.model.to_dict(), **overrides)
 
 
-def train_one(cfg, mcfg: training.RankingConfig, data, authors, workdir: str) -> dict[str, Any]:
+def train_one(cfg, mcfg: RankingConfig, data, authors, workdir: str) -> dict[str, Any]:
   """Trains one ranking model; returns test metrics of its best validation params."""
-  task = training.RankingTask(mcfg, data, authors, cfg.batch_size, cfg.seed)
+  task = RankingTask(mcfg, data, authors, cfg.batch_size, cfg.seed)
   batcher = train_lib.EpochBatcher(len(task.train_rows), cfg.batch_size, cfg.seed)
   spe = batcher.steps_per_epoch
   num_steps = int(cfg.num_epochs * spe)

@@ -42,10 +42,18 @@ a *causal* transformer over [user | history] followed by a masked mean. For a wi
 L+1 consecutive items x_0..x_L, the history is x_0..x_{L-1} and the target of prefix
 x_0..x_t is x_{t+1}. Because attention is causal, the tower's per-position outputs for the
 full window equal those of every prefix on its own, and the masked mean over a prefix is a
-cumulative sum divided by a count; `phoenix.training` therefore trains all L prefixes of a
-window with one transformer pass (`targets [B, L]`, -1 where no target). The window is the
-most recent one of the training sequence (`window="last"`, as SASRec does) or, for longer
-sequences, a random one per epoch (`window="random"`).
+cumulative sum divided by a count; `phoenix.retrieval.task` therefore trains all L prefixes
+of a window with one transformer pass (`targets [B, L]`, -1 where no target). The window is
+the most recent one of the training sequence (`window="last"`, as SASRec does) or, for longer
+sequences, a random one per epoch (`window="random"`): `recsys_core.data.sequences.
+next_item_window`.
+
+The per-user sequences (`SequenceData`) and the generic window helpers live in
+`recsys_core.data.sequences`; this module adds what is Phoenix's own: actions, product
+surfaces, hashes and the `RecsysBatch` layout.
+
+Shape glossary: B batch, S history length (history_len), C candidates, A action heads (19),
+I items, F author fields.
 """
 from __future__ import annotations
 
@@ -54,7 +62,8 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from recsys_core.data.types import Interactions
+from recsys_core.data.sequences import next_item_window
+from recsys_core.data.sequences import SequenceData
 
 # The 19 engagement heads, in the order of phoenix.runners.ACTIONS (tests check equality).
 ACTIONS = ("favorite", "reply", "repost", "photo_expand", "click", "profile_click", "vqv",
@@ -119,53 +128,7 @@ def label_masks(ratings: Optional[np.ndarray], n: int, rules: ActionRules,
 
 
 # ----------------------------------------------------------------------------------------
-# Data.
-
-@dataclasses.dataclass
-class SequenceData:
-  """Per-user chronological item sequences (and ratings), the input of all batching.
-
-  Attributes:
-    sequences: U arrays of dense item indices (int32), oldest first.
-    ratings: U arrays of ratings aligned with `sequences` (NaN = unrated), or None.
-    user_ids: [U] original user ids (hashed when user_mode="id").
-    num_items: I.
-  """
-  sequences: list
-  ratings: Optional[list]
-  user_ids: np.ndarray
-  num_items: int
-
-  @property
-  def num_users(self) -> int:
-    return len(self.sequences)
-
-  @classmethod
-  def from_interactions(cls, x: Interactions) -> "SequenceData":
-    """Sequences in `x.order` (stable; file order when the data has no order)."""
-    key = x.order if x.order is not None else np.arange(len(x))
-    idx = np.lexsort((key, x.users))
-    bounds = np.searchsorted(x.users[idx], np.arange(x.num_users + 1))
-    items = x.items[idx].astype(np.int32)
-    seqs = [items[bounds[u]:bounds[u + 1]] for u in range(x.num_users)]
-    ratings = None
-    if x.ratings is not None:
-      r = x.ratings[idx].astype(np.float32)
-      ratings = [r[bounds[u]:bounds[u + 1]] for u in range(x.num_users)]
-    return cls(seqs, ratings, np.asarray(x.user_ids), x.num_items)
-
-  def lengths(self) -> np.ndarray:
-    return np.array([len(s) for s in self.sequences], np.int64)
-
-
-def truncate_pad(seq: np.ndarray, length: int, pad: int = -1) -> np.ndarray:
-  """The most recent `length` entries of seq, right-padded with `pad` to [length]."""
-  seq = np.asarray(seq)
-  tail = seq[max(0, len(seq) - length):]
-  out = np.full((length,) + seq.shape[1:], pad, dtype=seq.dtype if seq.size else np.int32)
-  out[:len(tail)] = tail
-  return out
-
+# Id batches.
 
 class IdBatch(NamedTuple):
   """A batch in ids, before hashing. -1 = padding in item arrays.
@@ -268,12 +231,7 @@ def retrieval_training_batch(data: SequenceData, users: np.ndarray, cfg: Batchin
   for j, u in enumerate(users):
     end = len(data.sequences[u]) if ends is None else int(ends[j])
     seq = data.sequences[u][:end]
-    stop = len(seq)
-    if window == "random" and len(seq) > length + 1:
-      stop = int(rng.integers(length + 1, len(seq) + 1))
-    elif window not in ("last", "random"):
-      raise ValueError(f"window must be 'last' or 'random', got {window!r}")
-    start = max(0, stop - length - 1)
+    start, stop = next_item_window(len(seq), length, rng, window)
     w = seq[start:stop]
     hist_seqs.append(w[:-1])
     n = len(w) - 1
@@ -393,7 +351,7 @@ class Featurizer:
       fields (num_author_hashes must be a multiple of F), or None (shared author).
     hash_ids: (ids, num_hashes) -> [..., num_hashes] int32 hashes; id 0 must map to all-0
       (padding) and every other id to non-zero hashes. (A subclass may override `hash`
-      instead, to hash each id kind differently: phoenix.training does.)
+      instead, to hash each id kind differently: phoenix.embeddings does.)
     num_user_hashes, num_item_hashes, num_author_hashes: as in HashConfig.
   """
   item_authors: Optional[np.ndarray]
@@ -420,7 +378,7 @@ class Featurizer:
 
   def hash(self, kind: str, ids: np.ndarray, num_hashes: int) -> np.ndarray:
     """ids [...] of one kind ("user" / "item" / "author") -> [..., num_hashes] hashes."""
-    del kind  # one hash function for every kind here; see phoenix.training for per-kind
+    del kind  # one hash function for every kind here; see phoenix.embeddings for per-kind
     return self.hash_ids(ids, num_hashes)
 
   def post_ids(self, items: np.ndarray) -> np.ndarray:
@@ -464,3 +422,16 @@ class Featurizer:
                   np.zeros((1, 1), np.int32), items,
                   np.where(items >= 0, product_surface, 0).astype(np.int32))
     return self(ids)
+
+
+def pad_rows(x: np.ndarray, rows: int, value=0) -> np.ndarray:
+  """Pads axis 0 of x to `rows` with `value` (keeps jitted shapes fixed)."""
+  if len(x) == rows:
+    return x
+  pad = np.full((rows - len(x),) + x.shape[1:], value, dtype=x.dtype)
+  return np.concatenate([x, pad], axis=0)
+
+
+def pad_batch(batch, rows: int):
+  """A NamedTuple batch (`RecsysBatch`, `IdBatch`) with every field padded to `rows` rows."""
+  return type(batch)(*[pad_rows(np.asarray(f), rows) for f in batch])

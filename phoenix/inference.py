@@ -18,7 +18,13 @@ awkward cases (BUILD_NOTES.md, "Reliability guarantees"):
     distinct candidate once, with a warning;
   * empty candidate list, or no known candidate: `ValueError`.
 
-Shape glossary: S history length after truncation, C candidates, A action heads, K top-k.
+The models are built from their config, params and item vocabulary alone (no training
+code): `PhoenixRetriever` on a `RetrievalScorer` (phoenix.retrieval.scorer), `PhoenixRanker`
+on the ranking model's logits (phoenix.ranking.model). `item_authors` gives the items' author
+attributes ([I] or [I, F] in vocabulary order, as in training; None = one shared author).
+
+Shape glossary: S history length after truncation, C candidates, A action heads, K top-k,
+I items, D embedding size.
 """
 from __future__ import annotations
 
@@ -26,11 +32,17 @@ import dataclasses
 import warnings
 from typing import Mapping, Optional, Sequence
 
+import haiku as hk
 import jax
 import numpy as np
 
 from phoenix import batching
-from phoenix import training
+from phoenix.embeddings import make_featurizer
+from phoenix.ranking.config import RankingConfig
+from phoenix.ranking.model import transform_logits
+from phoenix.retrieval.config import RetrievalConfig
+from phoenix.retrieval.scorer import RetrievalScorer
+from recsys_core.data.sequences import SequenceData
 
 
 class PhoenixInputWarning(UserWarning):
@@ -111,19 +123,25 @@ def prepare_history(vocab: ItemVocabulary, history: Sequence, history_len: int,
 
 
 def _one_user(items: np.ndarray, ratings: Optional[np.ndarray], num_items: int
-              ) -> batching.SequenceData:
-  return batching.SequenceData([items], None if ratings is None else [ratings],
-                               np.ones(1, np.int64), num_items)
+              ) -> SequenceData:
+  return SequenceData([items], None if ratings is None else [ratings], np.ones(1, np.int64),
+                      num_items)
+
+
+def _check_authors(vocab: ItemVocabulary, item_authors: Optional[np.ndarray]) -> None:
+  if item_authors is not None and len(item_authors) != len(vocab):
+    raise ValueError(f"vocabulary has {len(vocab)} items, item_authors {len(item_authors)}")
 
 
 class PhoenixRetriever:
-  """Top-k recommendations from a trained retrieval model (`RetrievalTask` + params)."""
+  """Top-k recommendations from a trained retrieval model (its config + params)."""
 
-  def __init__(self, task: training.RetrievalTask, params, vocab: ItemVocabulary):
-    if len(vocab) != task.num_items:
-      raise ValueError(f"vocabulary has {len(vocab)} items, the model {task.num_items}")
-    self.task, self.vocab = task, vocab
-    self.scorer = task.scorer(params, batch_size=1)
+  def __init__(self, cfg: RetrievalConfig, params, vocab: ItemVocabulary,
+               item_authors: Optional[np.ndarray] = None):
+    _check_authors(vocab, item_authors)
+    self.cfg, self.vocab = cfg, vocab
+    self.scorer = RetrievalScorer.for_items(cfg, params, len(vocab), item_authors,
+                                            batch_size=1)
 
   def recommend(self, history: Sequence, k: int = 10,
                 ratings: Optional[Sequence[float]] = None, exclude_seen: bool = True,
@@ -132,9 +150,9 @@ class PhoenixRetriever:
 
     Exclusion uses the whole request history, not only the kept `history_len` items.
     """
-    items, rats = prepare_history(self.vocab, history, self.task.cfg.history_len, ratings,
+    items, rats = prepare_history(self.vocab, history, self.cfg.history_len, ratings,
                                   on_unknown)
-    user = self.scorer.user_representations(_one_user(items, rats, self.task.num_items))
+    user = self.scorer.user_representations(_one_user(items, rats, len(self.vocab)))
     scores = (user @ self.scorer.corpus.T)[0]                              # [I]
     if exclude_seen:
       seen = self.vocab.lookup(history)
@@ -146,17 +164,22 @@ class PhoenixRetriever:
 
 
 class PhoenixRanker:
-  """Scores and ranks a candidate list with a trained ranking model (`RankingTask` + params)."""
+  """Scores and ranks a candidate list with a trained ranking model (its config + params).
 
-  def __init__(self, task: training.RankingTask, params, vocab: ItemVocabulary,
-               action_weights: Optional[Mapping[str, float]] = None):
-    if len(vocab) != task.num_items:
-      raise ValueError(f"vocabulary has {len(vocab)} items, the model {task.num_items}")
-    self.task, self.params, self.vocab = task, params, vocab
-    self.weights = (task.weights if action_weights is None
-                    else training.RankingConfig(
+  action_weights: the ranking score's weight per action head (default: the config's).
+  """
+
+  def __init__(self, cfg: RankingConfig, params, vocab: ItemVocabulary,
+               action_weights: Optional[Mapping[str, float]] = None,
+               item_authors: Optional[np.ndarray] = None):
+    _check_authors(vocab, item_authors)
+    self.cfg, self.params, self.vocab = cfg, params, vocab
+    self.bcfg = cfg.batching_config()
+    self.featurizer = make_featurizer(cfg.emb, item_authors)
+    self.weights = (cfg.weight_vector() if action_weights is None
+                    else RankingConfig(
                         score_weights=tuple(action_weights.items())).weight_vector())
-    self._logits = jax.jit(task.logits)
+    self._logits = jax.jit(hk.without_apply_rng(transform_logits(cfg)).apply)
 
   def score(self, history: Sequence, candidates: Sequence,
             ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
@@ -165,13 +188,13 @@ class PhoenixRanker:
     (scored once, equal rows); unknown candidates handled per `on_unknown`."""
     if len(candidates) == 0:
       raise ValueError("candidates: empty list")
-    items, rats = prepare_history(self.vocab, history, self.task.cfg.history_len, ratings,
+    items, rats = prepare_history(self.vocab, history, self.cfg.history_len, ratings,
                                   on_unknown)
     cand, keep = self.vocab.encode(candidates, "candidates", on_unknown)
     if len(cand) == 0:
       raise ValueError("candidates: none of the ids is in the model's vocabulary")
     unique, inverse = np.unique(cand, return_inverse=True)
-    bcfg = self.task.bcfg
+    bcfg = self.bcfg
     h_items, h_actions, h_surface = batching.history_block(
         [items], None if rats is None else [rats], bcfg)
     # Pad to a power of two (>= 8) so that serving compiles once per size class.
@@ -181,7 +204,7 @@ class PhoenixRanker:
     ids = batching.IdBatch(batching.user_id_array(np.ones(1, np.int64), bcfg), h_items,
                            h_actions, h_surface, c_items,
                            np.where(c_items >= 0, bcfg.product_surface, 0).astype(np.int32))
-    logits = np.asarray(self._logits(self.params["phoenix"], self.task.featurizer(ids)),
+    logits = np.asarray(self._logits(self.params["phoenix"], self.featurizer(ids)),
                         np.float32)[0, :len(unique)]                       # [C_unique, A]
     probs = 1.0 / (1.0 + np.exp(-logits))
     kept_ids = np.asarray(candidates)[keep]

@@ -3,14 +3,13 @@ import numpy as np
 import pytest
 
 from phoenix import batching
-from recsys_core.data.types import Interactions
+from recsys_core.data.sequences import SequenceData
 
 
 def _data(seqs, ratings=None):
-  return batching.SequenceData([np.asarray(s, np.int32) for s in seqs],
-                               None if ratings is None else
-                               [np.asarray(r, np.float32) for r in ratings],
-                               np.arange(1, len(seqs) + 1), num_items=20)
+  return SequenceData([np.asarray(s, np.int32) for s in seqs],
+                      None if ratings is None else [np.asarray(r, np.float32) for r in ratings],
+                      np.arange(1, len(seqs) + 1), num_items=20)
 
 
 def test_actions_match_runners_order():
@@ -32,8 +31,6 @@ def test_truncation_keeps_most_recent_and_pads_with_zeros():
   # Post ids: item + 1, padding 0.
   feat = batching.Featurizer(None, lambda ids, n: np.repeat(ids[..., None], n, -1))
   np.testing.assert_array_equal(feat.post_ids(ids.history_items), [[4, 5, 6], [8, 0, 0]])
-  assert batching.truncate_pad(np.array([1, 2, 3]), 5).tolist() == [1, 2, 3, -1, -1]
-  assert batching.truncate_pad(np.array([1, 2, 3]), 2).tolist() == [2, 3]
 
 
 def test_action_rules_on_a_hand_example():
@@ -146,12 +143,3 @@ def test_ranking_lists():
     else:
       assert ex.labels[0, j].sum() == 0 and ex.mask[0, j, click] == 1
   np.testing.assert_array_equal(ex.ids.history_items, [[1, 2, 3, 4]])
-
-
-def test_sequence_data_from_interactions():
-  x = Interactions(users=np.array([1, 0, 0, 1], np.int32), items=np.array([2, 1, 0, 3], np.int32),
-                   ratings=np.array([1, 2, 3, 4], np.float32), order=np.array([5, 9, 1, 2]),
-                   user_ids=np.array([10, 11]), item_ids=np.arange(4))
-  d = batching.SequenceData.from_interactions(x)
-  assert [s.tolist() for s in d.sequences] == [[0, 1], [3, 2]]
-  assert [r.tolist() for r in d.ratings] == [[3, 2], [4, 1]]

@@ -1,5 +1,8 @@
 """Phoenix request inference: the defined behaviour for over-long histories, unknown ids,
 empty histories and duplicate candidates (phoenix/inference.py)."""
+import pathlib
+import subprocess
+import sys
 import warnings
 
 import jax
@@ -8,7 +11,13 @@ import pytest
 
 from phoenix import batching
 from phoenix import inference
-from phoenix import training
+from phoenix.embeddings import EmbeddingConfig
+from phoenix.ranking.config import RankingConfig
+from phoenix.ranking.task import RankingTask
+from phoenix.retrieval.config import RetrievalConfig
+from phoenix.retrieval.task import RetrievalTask
+from recsys_core.data.sequences import SequenceData
+from recsys_core.data.synthetic import synthetic_sequences
 
 HISTORY_LEN = 5
 NUM_ITEMS = 30
@@ -16,33 +25,34 @@ ITEM_IDS = np.arange(NUM_ITEMS) * 10 + 1000        # original ids 1000, 1010, ..
 
 
 def _emb():
-  return training.EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
-                                  author_table_size=16)
+  return EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
+                         author_table_size=16)
 
 
 def _data():
-  x = training.synthetic_sequences(6, NUM_ITEMS, 4, 9, seed=3)
-  return batching.SequenceData.from_interactions(x)
+  x = synthetic_sequences(6, NUM_ITEMS, 4, 9, seed=3)
+  return SequenceData.from_interactions(x)
 
 
 @pytest.fixture(scope="module")
 def retriever():
-  cfg = training.RetrievalConfig(emb=_emb(), num_layers=1, num_q_heads=2, num_kv_heads=1,
-                                 key_size=8, history_len=HISTORY_LEN, pooling="last")
+  cfg = RetrievalConfig(emb=_emb(), num_layers=1, num_q_heads=2, num_kv_heads=1,
+                        key_size=8, history_len=HISTORY_LEN, pooling="last")
   data = _data()
-  task = training.RetrievalTask(cfg, data, data.lengths(), None, batch_size=2)
+  # Training code makes the params; serving needs only the config, params and vocabulary.
+  task = RetrievalTask(cfg, data, data.lengths(), None, batch_size=2)
   params = task.fns.init(jax.random.PRNGKey(0), task.example_batch()["batch"])
-  return inference.PhoenixRetriever(task, params, inference.ItemVocabulary(ITEM_IDS))
+  return inference.PhoenixRetriever(cfg, params, inference.ItemVocabulary(ITEM_IDS))
 
 
 @pytest.fixture(scope="module")
 def ranker():
-  cfg = training.RankingConfig(emb=_emb(), num_layers=1, num_q_heads=2, num_kv_heads=1,
-                               key_size=8, history_len=HISTORY_LEN, num_positives=2,
-                               num_negatives=3)
-  task = training.RankingTask(cfg, _data(), None, batch_size=2)
+  cfg = RankingConfig(emb=_emb(), num_layers=1, num_q_heads=2, num_kv_heads=1,
+                      key_size=8, history_len=HISTORY_LEN, num_positives=2,
+                      num_negatives=3)
+  task = RankingTask(cfg, _data(), None, batch_size=2)
   params = task.init(jax.random.PRNGKey(1))
-  return inference.PhoenixRanker(task, params, inference.ItemVocabulary(ITEM_IDS))
+  return inference.PhoenixRanker(cfg, params, inference.ItemVocabulary(ITEM_IDS))
 
 
 def _no_warnings(fn, *args, **kw):
@@ -131,9 +141,41 @@ def test_ranking_truncates_long_history_and_rejects_bad_candidates(ranker):
     ranker.score(history[:2], [ITEM_IDS[0], 6], on_unknown="raise")
 
 
-def test_vocabulary_rejects_duplicate_ids_and_mismatched_models(retriever):
+def test_vocabulary_rejects_duplicate_ids_and_mismatched_authors(retriever, ranker):
   with pytest.raises(ValueError, match="duplicates"):
     inference.ItemVocabulary(np.array([1, 2, 2]))
-  with pytest.raises(ValueError, match="vocabulary has 3 items"):
-    inference.PhoenixRetriever(retriever.task, retriever.scorer.params,
-                               inference.ItemVocabulary(np.array([1, 2, 3])))
+  authors = np.arange(NUM_ITEMS) % 4
+  with pytest.raises(ValueError, match=f"vocabulary has 3 items, item_authors {NUM_ITEMS}"):
+    inference.PhoenixRetriever(retriever.cfg, retriever.scorer.params,
+                               inference.ItemVocabulary(np.array([1, 2, 3])), authors)
+  with pytest.raises(ValueError, match=f"vocabulary has 3 items, item_authors {NUM_ITEMS}"):
+    inference.PhoenixRanker(ranker.cfg, ranker.params,
+                            inference.ItemVocabulary(np.array([1, 2, 3])), item_authors=authors)
+
+
+def test_serving_matches_the_training_scorer_with_authors():
+  """The retriever built from config + params scores as the task's evaluation scorer."""
+  cfg = RetrievalConfig(emb=_emb(), num_layers=1, num_q_heads=2, num_kv_heads=1, key_size=8,
+                        history_len=HISTORY_LEN)
+  data = _data()
+  authors = np.arange(NUM_ITEMS) % 4
+  task = RetrievalTask(cfg, data, data.lengths(), authors, batch_size=2)
+  params = task.fns.init(jax.random.PRNGKey(2), task.example_batch()["batch"])
+  retriever = inference.PhoenixRetriever(cfg, params, inference.ItemVocabulary(ITEM_IDS),
+                                         item_authors=authors)
+  np.testing.assert_array_equal(retriever.scorer.corpus, task.scorer(params).corpus)
+  history = ITEM_IDS[data.sequences[0][-HISTORY_LEN:]]
+  ids, scores = _no_warnings(retriever.recommend, history, k=NUM_ITEMS, exclude_seen=False)
+  scorer = task.scorer(params)
+  want = scorer.user_representations(data)[0] @ scorer.corpus.T                  # [I]
+  np.testing.assert_allclose(scores, want[np.searchsorted(ITEM_IDS, ids)], rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_inference_imports_no_training_code():
+  code = ("import sys, phoenix.inference; "
+          "print(sorted(m for m in sys.modules if m.startswith('phoenix.') and "
+          "m.endswith('.task')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, cwd=pathlib.Path(__file__).resolve().parents[1]).stdout
+  assert out.strip() == "[]", out

@@ -6,24 +6,34 @@ import numpy as np
 import pytest
 
 from phoenix import batching
-from phoenix import training
+from phoenix.authors import item_authors_for
+from phoenix.embeddings import EmbeddingConfig
+from phoenix.ranking.config import RankingConfig
+from phoenix.ranking.metrics import list_ndcg
+from phoenix.ranking.task import RankingTask
+from phoenix.retrieval.config import RetrievalConfig
+from phoenix.retrieval.model import prefix_pool
+from phoenix.retrieval.task import pack_positions
+from phoenix.retrieval.task import RetrievalTask
+from recsys_core.data.sequences import SequenceData
+from recsys_core.data.synthetic import synthetic_sequences
 
 
 def _tiny_cfg(**kw):
-  emb = training.EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
-                                 author_table_size=16)
+  emb = EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
+                        author_table_size=16)
   base = dict(emb=emb, num_layers=1, num_q_heads=2, num_kv_heads=1, key_size=8,
               history_len=6, init_temperature=0.1)
   base.update(kw)
-  return training.RetrievalConfig(**base)
+  return RetrievalConfig(**base)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_prefix_representations_equal_per_prefix_user_representation(pooling):
-  x = training.synthetic_sequences(4, 30, 3, 9, seed=1)
-  data = batching.SequenceData.from_interactions(x)
-  task = training.RetrievalTask(_tiny_cfg(user_mode="id", pooling=pooling), data,
-                                data.lengths(), None, batch_size=4)
+  x = synthetic_sequences(4, 30, 3, 9, seed=1)
+  data = SequenceData.from_interactions(x)
+  task = RetrievalTask(_tiny_cfg(user_mode="id", pooling=pooling), data,
+                       data.lengths(), None, batch_size=4)
   users = np.arange(4)
   ex = task.make_batch(users, np.random.default_rng(0))
   params = task.fns.init(jax.random.PRNGKey(0), ex["batch"])["phoenix"]
@@ -46,7 +56,7 @@ def test_prefix_representations_equal_per_prefix_user_representation(pooling):
 def test_prefix_pool_by_hand():
   out = jnp.array([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
   mask = jnp.array([[True, True, False]])
-  pooled, count = training.prefix_pool(out, mask)
+  pooled, count = prefix_pool(out, mask)
   np.testing.assert_allclose(np.asarray(pooled[0, 0]), [1, 0], atol=1e-6)
   np.testing.assert_allclose(np.asarray(pooled[0, 1]), [2 ** -0.5, 2 ** -0.5], atol=1e-6)
   np.testing.assert_allclose(np.asarray(pooled[0, 2]), [2 ** -0.5, 2 ** -0.5], atol=1e-6)
@@ -55,10 +65,10 @@ def test_prefix_pool_by_hand():
 
 @pytest.mark.parametrize("loss", ["full", "sampled"])
 def test_loss_is_finite_and_has_gradients(loss):
-  x = training.synthetic_sequences(8, 30, 4, 9, seed=2)
-  data = batching.SequenceData.from_interactions(x)
+  x = synthetic_sequences(8, 30, 4, 9, seed=2)
+  data = SequenceData.from_interactions(x)
   cfg = _tiny_cfg(loss=loss, num_negatives=16, num_in_batch=8, loss_positions=3)
-  task = training.RetrievalTask(cfg, data, data.lengths() - 2, None, batch_size=8)
+  task = RetrievalTask(cfg, data, data.lengths() - 2, None, batch_size=8)
   batch = task.make_batch(np.arange(8), np.random.default_rng(0))
   params = task.fns.init(jax.random.PRNGKey(0), batch["batch"])
   (value, aux), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(params, None, batch)
@@ -72,12 +82,12 @@ def test_loss_is_finite_and_has_gradients(loss):
 def test_exclude_seen_drops_the_history_prefix_from_the_full_softmax(packed_positions):
   """exclude_seen: each loss row's softmax leaves out the items of its history prefix (not
   its target), packed or not; recomputed here from the users and the corpus."""
-  x = training.synthetic_sequences(8, 12, 3, 7, seed=6)   # 12 items: many repeats
-  data = batching.SequenceData.from_interactions(x)
+  x = synthetic_sequences(8, 12, 3, 7, seed=6)   # 12 items: many repeats
+  data = SequenceData.from_interactions(x)
   kw = dict(history_len=8, packed_positions=packed_positions)
-  task = training.RetrievalTask(_tiny_cfg(exclude_seen=True, **kw), data,
-                                data.lengths() - 2, None, 8)
-  plain = training.RetrievalTask(_tiny_cfg(**kw), data, data.lengths() - 2, None, 8)
+  task = RetrievalTask(_tiny_cfg(exclude_seen=True, **kw), data,
+                       data.lengths() - 2, None, 8)
+  plain = RetrievalTask(_tiny_cfg(**kw), data, data.lengths() - 2, None, 8)
   batch = task.make_batch(np.arange(8), np.random.default_rng(0))
   params = task.fns.init(jax.random.PRNGKey(0), batch["batch"])
   value = float(task.loss_fn(params, None, batch)[0])
@@ -109,25 +119,25 @@ def test_list_ndcg_by_hand():
   # Ranking: item0 (gain 0), item2 (gain 1), item1 (gain 3).
   dcg = 1 / np.log2(3) + 3 / np.log2(4)
   ideal = 3 + 1 / np.log2(3)
-  np.testing.assert_allclose(training.list_ndcg(scores, rel, valid), [dcg / ideal])
+  np.testing.assert_allclose(list_ndcg(scores, rel, valid), [dcg / ideal])
 
 
 def test_quick_training_beats_untrained_on_an_obvious_pattern():
   """Item i is followed by i+1: a few dozen full-softmax steps lift validation HR@10."""
   from recsys_core import evaluation, splits
   from recsys_core import train as train_lib
-  x = training.synthetic_sequences(96, 120, 6, 12, seed=3)
+  x = synthetic_sequences(96, 120, 6, 12, seed=3)
   split = splits.leave_one_out_split(x)
-  data = batching.SequenceData.from_interactions(x)
+  data = SequenceData.from_interactions(x)
   ends = np.where(split.val_targets >= 0, data.lengths() - 2, data.lengths())
-  cfg = _tiny_cfg(history_len=10, emb=training.EmbeddingConfig(
+  cfg = _tiny_cfg(history_len=10, emb=EmbeddingConfig(
       emb_size=32, user_table_size=64, item_table_size=1024, author_table_size=16))
-  task = training.RetrievalTask(cfg, data, ends, None, batch_size=32)
+  task = RetrievalTask(cfg, data, ends, None, batch_size=32)
   batcher = train_lib.EpochBatcher(len(task.train_users), 32, 0)
   optimizer = train_lib.make_optimizer(train_lib.OptimizerConfig(learning_rate=1e-2))
   params = task.fns.init(jax.random.PRNGKey(0), task.example_batch()["batch"])
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(1))
-  update = training.make_update_fn(task.loss_fn, optimizer)
+  update = train_lib.make_update_fn(task.loss_fn, optimizer)
 
   def val_hr(p):
     return evaluation.evaluate_leave_one_out(task.scorer(p, batch_size=96), split.val_inputs,
@@ -146,13 +156,13 @@ def test_quick_training_beats_untrained_on_an_obvious_pattern():
 def _ranking_task(**kw):
   from experiments.train_phoenix_ranking import synthetic_rated
   x = synthetic_rated(num_users=40, num_items=30, length=14)
-  data = batching.SequenceData.from_interactions(x)
-  emb = training.EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
-                                 author_table_size=16)
+  data = SequenceData.from_interactions(x)
+  emb = EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
+                        author_table_size=16)
   base = dict(emb=emb, num_layers=1, num_q_heads=2, num_kv_heads=1, key_size=8,
               history_len=6, num_positives=2, num_negatives=4)
   base.update(kw)
-  return training.RankingTask(training.RankingConfig(**base), data, None, batch_size=8)
+  return RankingTask(RankingConfig(**base), data, None, batch_size=8)
 
 
 def test_ranking_split_lists_and_popularity_prior():
@@ -189,10 +199,10 @@ def test_ranking_loss_finite_with_and_without_transformer(layers):
 
 
 def test_embedding_dropout_only_in_the_training_loss():
-  x = training.synthetic_sequences(4, 30, 3, 9, seed=1)
-  data = batching.SequenceData.from_interactions(x)
-  tasks = {r: training.RetrievalTask(_tiny_cfg(embedding_dropout=r), data, data.lengths(),
-                                     None, batch_size=4) for r in (0.0, 0.5)}
+  x = synthetic_sequences(4, 30, 3, 9, seed=1)
+  data = SequenceData.from_interactions(x)
+  tasks = {r: RetrievalTask(_tiny_cfg(embedding_dropout=r), data, data.lengths(),
+                            None, batch_size=4) for r in (0.0, 0.5)}
   batch = tasks[0.0].make_batch(np.arange(4), np.random.default_rng(0))
   params = tasks[0.0].fns.init(jax.random.PRNGKey(0), batch["batch"])
   loss = {r: [float(t.loss_fn(params, jax.random.PRNGKey(k), batch)[0]) for k in (1, 2)]
@@ -210,12 +220,12 @@ def test_embedding_dropout_only_in_the_training_loss():
 def test_packed_positions_give_the_same_loss_and_gradients(loss):
   """Packing the valid target slots (short sequences in a long window) changes the cost, not
   the loss: same value and gradients as the unpacked B*S computation."""
-  x = training.synthetic_sequences(8, 30, 3, 6, seed=4)   # sequences much shorter than 10
-  data = batching.SequenceData.from_interactions(x)
+  x = synthetic_sequences(8, 30, 3, 6, seed=4)   # sequences much shorter than 10
+  data = SequenceData.from_interactions(x)
   common = dict(loss=loss, num_negatives=16, num_in_batch=8, history_len=10)
-  plain = training.RetrievalTask(_tiny_cfg(**common), data, data.lengths() - 2, None, 8)
-  packed = training.RetrievalTask(_tiny_cfg(packed_positions=24, **common), data,
-                                  data.lengths() - 2, None, 8)
+  plain = RetrievalTask(_tiny_cfg(**common), data, data.lengths() - 2, None, 8)
+  packed = RetrievalTask(_tiny_cfg(packed_positions=24, **common), data,
+                         data.lengths() - 2, None, 8)
   b_plain = plain.make_batch(np.arange(8), np.random.default_rng(0))
   b_packed = packed.make_batch(np.arange(8), np.random.default_rng(0))
   n_valid = int((b_plain["targets"] >= 0).sum())
@@ -235,12 +245,12 @@ def test_pack_positions_drops_at_random_and_counts():
   targets = np.full((3, 5), -1)
   targets[0, :4] = 1
   targets[2, :3] = 2
-  out = training.pack_positions(targets, 5, np.random.default_rng(0))
+  out = pack_positions(targets, 5, np.random.default_rng(0))
   assert int(out["positions_dropped"]) == 2
   assert out["packed_valid"].all()
   kept = out["packed"]
   assert len(set(kept.tolist())) == 5 and (targets.reshape(-1)[kept] >= 0).all()
-  out = training.pack_positions(targets, 10, np.random.default_rng(0))
+  out = pack_positions(targets, 10, np.random.default_rng(0))
   np.testing.assert_array_equal(out["packed"][:7], [0, 1, 2, 3, 10, 11, 12])
   np.testing.assert_array_equal(out["packed_valid"], np.arange(10) < 7)
   with pytest.raises(ValueError, match="alternatives"):
@@ -248,10 +258,10 @@ def test_pack_positions_drops_at_random_and_counts():
 
 
 def test_block_dropout_makes_the_training_loss_rng_dependent_only():
-  x = training.synthetic_sequences(8, 30, 4, 9, seed=2)
-  data = batching.SequenceData.from_interactions(x)
-  task = training.RetrievalTask(_tiny_cfg(block_dropout=0.3), data, data.lengths() - 2, None, 8)
-  plain = training.RetrievalTask(_tiny_cfg(), data, data.lengths() - 2, None, 8)
+  x = synthetic_sequences(8, 30, 4, 9, seed=2)
+  data = SequenceData.from_interactions(x)
+  task = RetrievalTask(_tiny_cfg(block_dropout=0.3), data, data.lengths() - 2, None, 8)
+  plain = RetrievalTask(_tiny_cfg(), data, data.lengths() - 2, None, 8)
   batch = task.make_batch(np.arange(8), np.random.default_rng(0))
   params = task.fns.init(jax.random.PRNGKey(0), batch["batch"])
   l1 = float(task.loss_fn(params, jax.random.PRNGKey(1), batch)[0])
@@ -265,9 +275,9 @@ def test_block_dropout_makes_the_training_loss_rng_dependent_only():
 
 
 def test_loss_positions_select_k_valid_slots_per_row_in_the_packed_form():
-  x = training.synthetic_sequences(6, 30, 4, 9, seed=5)
-  data = batching.SequenceData.from_interactions(x)
-  task = training.RetrievalTask(_tiny_cfg(loss_positions=2), data, data.lengths() - 2, None, 6)
+  x = synthetic_sequences(6, 30, 4, 9, seed=5)
+  data = SequenceData.from_interactions(x)
+  task = RetrievalTask(_tiny_cfg(loss_positions=2), data, data.lengths() - 2, None, 6)
   batch = task.make_batch(np.arange(6), np.random.default_rng(0))
   b, s = batch["targets"].shape
   rows, cols = np.divmod(batch["packed"], s)
@@ -278,12 +288,12 @@ def test_loss_positions_select_k_valid_slots_per_row_in_the_packed_form():
 def test_configs_round_trip_through_from_dict():
   import dataclasses
   r = _tiny_cfg(block_dropout=0.1, packed_positions=8)
-  assert training.RetrievalConfig.from_dict(dataclasses.asdict(r)) == r
-  assert training.RetrievalConfig.from_dict(dataclasses.asdict(r), history_len=3).history_len == 3
-  k = training.RankingConfig(num_layers=0)
+  assert RetrievalConfig.from_dict(dataclasses.asdict(r)) == r
+  assert RetrievalConfig.from_dict(dataclasses.asdict(r), history_len=3).history_len == 3
+  k = RankingConfig(num_layers=0)
   d = dataclasses.asdict(k)
   d["score_weights"] = [list(w) for w in d["score_weights"]]    # as JSON gives it back
-  assert training.RankingConfig.from_dict(d) == k
+  assert RankingConfig.from_dict(d) == k
 
 
 def test_two_author_fields_from_the_amazon_attribute_file(tmp_path):
@@ -294,30 +304,30 @@ def test_two_author_fields_from_the_amazon_attribute_file(tmp_path):
   (folder / "Beauty_item2attributes.json").write_text(
       '{"1": [9, 3], "2": [9, 4], "3": [3], "4": [4, 3]}')
   ids = np.array([1, 2, 3, 4])
-  brand, _ = training.item_authors_for("beauty", "brand", ids, str(tmp_path))
-  both, info = training.item_authors_for("beauty", "brand+category", ids, str(tmp_path))
+  brand, _ = item_authors_for("beauty", "brand", ids, str(tmp_path))
+  both, info = item_authors_for("beauty", "brand+category", ids, str(tmp_path))
   assert both.shape == (4, 2) and info["author"] == "brand+category"
   np.testing.assert_array_equal(both[:, 0], brand)
   assert both[0, 0] == both[1, 0] and both[0, 1] != both[1, 1]   # same brand, other category
   # "category:L" picks a level of the category list. Top levels: 3, 4, 3, 4; the most
   # specific: 3, 4, 3, 3 (item 4's list is [4, 3]).
-  top, top_info = training.item_authors_for("beauty", "category:0", ids, str(tmp_path))
+  top, top_info = item_authors_for("beauty", "category:0", ids, str(tmp_path))
   assert top[0] == top[2] != top[1] == top[3] and top_info["author"] == "category:0"
   assert both[3, 1] == both[0, 1] != both[1, 1]
   np.testing.assert_array_equal(
-      training.item_authors_for("beauty", "category:-1", ids, str(tmp_path))[0], both[:, 1])
-  three, _ = training.item_authors_for("beauty", "brand+category+category:0", ids,
-                                       str(tmp_path))
+      item_authors_for("beauty", "category:-1", ids, str(tmp_path))[0], both[:, 1])
+  three, _ = item_authors_for("beauty", "brand+category+category:0", ids,
+                              str(tmp_path))
   np.testing.assert_array_equal(three, np.concatenate([both, top[:, None]], axis=1))
   for bad in ("category:x", "brand:1", "category:", "category:--1"):
     with pytest.raises(ValueError, match="only 'category' takes a level"):
-      training.item_authors_for("beauty", bad, ids, str(tmp_path))
-  x = training.synthetic_sequences(4, 4, 3, 6, seed=0)
-  data = batching.SequenceData.from_interactions(x)
-  cfg = _tiny_cfg(emb=training.EmbeddingConfig(emb_size=16, user_table_size=64,
-                                               item_table_size=128, author_table_size=64,
-                                               num_author_hashes=4))
-  task = training.RetrievalTask(cfg, data, data.lengths(), both, batch_size=4)
+      item_authors_for("beauty", bad, ids, str(tmp_path))
+  x = synthetic_sequences(4, 4, 3, 6, seed=0)
+  data = SequenceData.from_interactions(x)
+  cfg = _tiny_cfg(emb=EmbeddingConfig(emb_size=16, user_table_size=64,
+                                      item_table_size=128, author_table_size=64,
+                                      num_author_hashes=4))
+  task = RetrievalTask(cfg, data, data.lengths(), both, batch_size=4)
   hashes = np.asarray(task.corpus_batch.candidate_author_hashes)[0]      # [I, 4]
   # Items 0 and 1 (same brand): equal brand slots, different category slots.
   np.testing.assert_array_equal(hashes[0, :2], hashes[1, :2])

@@ -9,12 +9,14 @@ Use as `--config experiments/configs/ablate_phoenix.py:<name>` with <name> one o
 
 Sections:
   ranking     data, training schedule and the base model of ablations 1-3
-              (`model` maps 1:1 onto phoenix.training.RankingConfig, `model.emb` onto
-              EmbeddingConfig); `primary_metric` is the validation metric of the curves,
-              `threshold_fraction` x the baseline variant's final mean primary metric is the
-              threshold of "steps to threshold". Validation curves on the first
-              `max_eval_lists` validation lists (0 = all); test metrics on all test lists.
-  retrieval   the same for ablation 4 (`model` maps onto phoenix.training.RetrievalConfig).
+              (`model` maps 1:1 onto phoenix.ranking.config.RankingConfig, `model.emb`
+              onto phoenix.embeddings.EmbeddingConfig); `primary_metric` is the validation
+              metric of the curves, `threshold_fraction` x the baseline variant's final
+              mean primary metric is the threshold of "steps to threshold". Validation
+              curves on the first `max_eval_lists` validation lists (0 = all); test metrics
+              on all test lists.
+  retrieval   the same for ablation 4 (`model` maps onto
+              phoenix.retrieval.config.RetrievalConfig).
   ablations   per ablation: its kind ("ranking" | "positions" | "retrieval"), the baseline
               variant, and per variant the model fields it overrides. Variants with equal
               resulting configs share their training runs (the ranking baseline is trained

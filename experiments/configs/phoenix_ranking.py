@@ -8,7 +8,8 @@ Use as `--config experiments/configs/phoenix_ranking.py:<name>` with <name> one 
 Each run trains the Phoenix ranking model and, with `ablation`, the same model without the
 transformer (num_layers=0: reduce blocks + unembedding only, so each candidate is scored
 without seeing the history), and compares both with a popularity prior on the same lists.
-`model` fields map 1:1 onto phoenix.training.RankingConfig (`model.emb` onto EmbeddingConfig).
+`model` fields map 1:1 onto phoenix.ranking.config.RankingConfig (`model.emb` onto
+phoenix.embeddings.EmbeddingConfig).
 """
 from ml_collections import config_dict
 

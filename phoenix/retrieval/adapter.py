@@ -21,11 +21,14 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from phoenix import batching
 from phoenix import losses
-from phoenix import training
+from phoenix.authors import item_authors_for
+from phoenix.embeddings import EmbeddingConfig
+from phoenix.retrieval.config import RetrievalConfig
+from phoenix.retrieval.task import RetrievalTask
 from recsys_core import train as train_lib
 from recsys_core.config import check
+from recsys_core.data.sequences import SequenceData
 from recsys_core.models.base import FitContext, Fitted
 
 # Budgets and logging: they change how long a run goes, not what it computes.
@@ -62,13 +65,13 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """net: the model and loss (phoenix.training.RetrievalConfig); optimizer: its
+  """net: the model and loss (phoenix.retrieval.config.RetrievalConfig); optimizer: its
   warmup_steps / decay_steps stay 0 (derived from train.*_epochs); author: the item
   attribute(s) used as the release's author feature ("none", or see item_authors_for)."""
   # The release's model sizes with the training defaults of every committed run: small
   # table init (1.0 barely moves under Adam), a 2^15-row item table, SASRec's read-out.
-  net: training.RetrievalConfig = training.RetrievalConfig(
-      emb=training.EmbeddingConfig(item_table_size=1 << 15, init_stddev=0.05), pooling="last")
+  net: RetrievalConfig = RetrievalConfig(
+      emb=EmbeddingConfig(item_table_size=1 << 15, init_stddev=0.05), pooling="last")
   optimizer: train_lib.OptimizerConfig = train_lib.OptimizerConfig(b2=0.98)
   train: TrainConfig = TrainConfig()
   author: str = "none"
@@ -111,16 +114,15 @@ def item_authors(author: str, ctx: FitContext) -> tuple[Optional[np.ndarray], di
   """[I] (or [I, F]) author ids per item for `author`, from the dataset's attribute file."""
   if author == "none":
     return None, {"author": "shared (one author)"}
-  return training.item_authors_for(ctx.data.name, author, ctx.train.item_ids, ctx.data.dir)
+  return item_authors_for(ctx.data.name, author, ctx.train.item_ids, ctx.data.dir)
 
 
 def fit(config: Config, ctx: FitContext) -> Fitted:
   """Trains on ctx.train (resumable in ctx.run_dir) and returns the selected model."""
   tc = config.train
-  data = batching.SequenceData.from_interactions(ctx.train)
+  data = SequenceData.from_interactions(ctx.train)
   authors, author_info = item_authors(config.author, ctx)
-  task = training.RetrievalTask(config.net, data, data.lengths(), authors, tc.batch_size,
-                                ctx.seed)
+  task = RetrievalTask(config.net, data, data.lengths(), authors, tc.batch_size, ctx.seed)
   if not len(task.train_users):
     raise ValueError(f"{ctx.train.source}: no user has 2 or more training items")
   batch_size = min(tc.batch_size, len(task.train_users))
