@@ -9,8 +9,11 @@ Schedules are in epochs and become steps from the data: steps_per_epoch = traini
 batch size (every batch full; the batch is capped at the number of training users); the
 warm-up is round(warmup_epochs * steps_per_epoch) steps (at least 1 when warmup_epochs > 0);
 the cosine spans the rest of the run (decay_epochs 0) or decay_epochs; evaluation and
-checkpoint intervals likewise. So a recipe runs unchanged on data of any
-size. Shape glossary: B batch, S history length, I items, D embedding size.
+checkpoint intervals likewise; `min_steps` lengthens short runs on small data, `num_evals`
+spreads a fixed number of evaluations over the run, and `ema_fraction` sizes the parameter
+average to a fraction of the run. So a recipe runs unchanged on data of any size.
+
+Shape glossary: B batch, S history length, I items, D embedding size.
 """
 from __future__ import annotations
 
@@ -41,9 +44,13 @@ class TrainConfig:
   """The training schedule, in epochs (converted to steps from the data)."""
   batch_size: int = 128
   num_epochs: float = 50.0
+  min_steps: int = 0                  # at least this many steps (small datasets: more epochs)
   warmup_epochs: float = 0.0
   decay_epochs: float = 0.0           # cosine length after warm-up; 0: the rest of the run
   eval_every_epochs: float = 1.0
+  num_evals: int = 0                  # > 0: this many evaluations spread over the run instead
+  ema_fraction: float = 0.0           # > 0: parameter average over this fraction of the run
+                                      # (ema_decay = 1 - 1 / (fraction * steps))
   checkpoint_every_epochs: float = 1.0
   patience: int = 0                   # evaluations without a gain before stopping (0: never)
   max_seconds: Optional[float] = None  # wall-clock budget of one call, checked per evaluation
@@ -57,6 +64,10 @@ class TrainConfig:
       check(getattr(self, name) >= 0, f"model.train.{name}", getattr(self, name), ">= 0")
     for name in ("eval_every_epochs", "checkpoint_every_epochs"):
       check(getattr(self, name) > 0, f"model.train.{name}", getattr(self, name), "> 0")
+    check(self.min_steps >= 0, "model.train.min_steps", self.min_steps, ">= 0")
+    check(self.num_evals >= 0, "model.train.num_evals", self.num_evals, ">= 0 (0: by epochs)")
+    check(0.0 <= self.ema_fraction < 1.0, "model.train.ema_fraction", self.ema_fraction,
+          "in [0, 1) (0: optimizer.ema_decay as given)")
     check(self.patience >= 0, "model.train.patience", self.patience, ">= 0 (0: never)")
     check(self.max_seconds is None or self.max_seconds >= 0, "model.train.max_seconds",
           self.max_seconds, ">= 0 or None")
@@ -81,6 +92,9 @@ class Config:
       value = getattr(self.optimizer, name)
       check(value == 0, f"model.optimizer.{name}", value,
             "0: set model.train.warmup_epochs / decay_epochs instead (steps follow the data)")
+    if self.train.ema_fraction:
+      check(self.optimizer.ema_decay == 0, "model.optimizer.ema_decay", self.optimizer.ema_decay,
+            "0 when model.train.ema_fraction sets the average from the run length")
     check(self.net.loss in ("full", "sampled"), "model.net.loss", self.net.loss,
           "'full' or 'sampled'")
     check(self.net.history_len >= 1, "model.net.history_len", self.net.history_len, ">= 1")
@@ -98,16 +112,20 @@ class Schedule:
   decay_steps: int
   eval_every: int
   checkpoint_every: int
+  ema_decay: Optional[float]          # from ema_fraction; None: the optimizer's own
 
 
 def schedule(tc: TrainConfig, per_epoch: int) -> Schedule:
   """Steps from epochs (see the module docstring) at `per_epoch` steps per epoch."""
   steps = lambda epochs: max(1, int(round(epochs * per_epoch)))
-  num_steps = steps(tc.num_epochs)
+  num_steps = max(steps(tc.num_epochs), tc.min_steps)
   warmup = steps(tc.warmup_epochs) if tc.warmup_epochs else 0
   decay = steps(tc.decay_epochs) if tc.decay_epochs else max(1, num_steps - warmup)
-  return Schedule(per_epoch, num_steps, warmup, decay, steps(tc.eval_every_epochs),
-                  steps(tc.checkpoint_every_epochs))
+  eval_every = (max(1, num_steps // tc.num_evals) if tc.num_evals
+                else steps(tc.eval_every_epochs))
+  ema = (1.0 - 1.0 / max(1.0, tc.ema_fraction * num_steps)) if tc.ema_fraction else None
+  return Schedule(per_epoch, num_steps, warmup, decay, eval_every,
+                  steps(tc.checkpoint_every_epochs), ema)
 
 
 def item_authors(author: str, ctx: FitContext) -> tuple[Optional[np.ndarray], dict]:
@@ -131,6 +149,8 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
   opt_cfg = dataclasses.replace(config.optimizer, warmup_steps=sched.warmup_steps,
                                 decay_steps=sched.decay_steps if config.optimizer.decay ==
                                 "cosine" else 0)
+  if sched.ema_decay is not None:
+    opt_cfg = dataclasses.replace(opt_cfg, ema_decay=sched.ema_decay)
   optimizer = train_lib.make_optimizer(opt_cfg)
   params = task.fns.init(jax.random.PRNGKey(ctx.seed), task.example_batch()["batch"])
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(ctx.seed + 1))

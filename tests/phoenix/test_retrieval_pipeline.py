@@ -25,6 +25,19 @@ def test_schedule_is_in_epochs_and_follows_the_data():
   assert adapter.schedule(adapter.TrainConfig(warmup_epochs=0.001), 6).warmup_steps == 1
 
 
+def test_small_data_rules_lengthen_the_run_spread_evaluations_and_size_the_average():
+  tc = adapter.TrainConfig(num_epochs=50.0, min_steps=1500, num_evals=25, ema_fraction=0.1)
+  tiny, big = adapter.schedule(tc, 3), adapter.schedule(tc, 174)
+  assert (tiny.num_steps, tiny.eval_every) == (1500, 60)        # 50 epochs would be 150
+  assert (big.num_steps, big.eval_every) == (8700, 348)          # 50 epochs already > 1500
+  assert tiny.ema_decay == pytest.approx(1 - 1 / 150)            # horizon: 10% of the run
+  assert big.ema_decay == pytest.approx(1 - 1 / 870)
+  assert adapter.schedule(adapter.TrainConfig(), 3).ema_decay is None
+  with pytest.raises(ValueError, match="model.optimizer.ema_decay=0.999: must be 0 when"):
+    adapter.Config(optimizer=adapter.train_lib.OptimizerConfig(ema_decay=0.999),
+                   train=adapter.TrainConfig(ema_fraction=0.1))
+
+
 def test_step_counts_in_the_optimizer_are_refused():
   with pytest.raises(ValueError, match="model.optimizer.decay_steps=100: must be 0"):
     pipeline.parse(dict(_quick(), model=dict(_quick().model.to_dict(),
