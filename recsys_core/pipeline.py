@@ -121,6 +121,8 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   log.info("run folder %s (config %s)", run.path, run.fingerprint)
   x = source.load(parsed.data)
   split = protocols.make_split(x, parsed.protocol)
+  split_fingerprint = split.fingerprint()
+  runs.check_data(run, split_fingerprint, x.source)
   selection = split.with_validation_users(parsed.protocol.eval_users, parsed.seed)
   log.info("%s: %s, protocol %s", parsed.data.label, split.stats(), split.protocol)
 
@@ -145,7 +147,7 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
       model=parsed.model_name, config=runs.canonical(config), metrics=metrics,
       seeds=[parsed.seed], wall_seconds=time.perf_counter() - start,
       extra={"num_test_users": test["num_users"], "data_stats": split.stats(),
-             "split_fingerprint": split.fingerprint(),
+             "split_fingerprint": split_fingerprint,
              "fit_seconds": round(fit_seconds, 3), "model_info": info,
              "run_dir": run.path, "fingerprint": run.fingerprint})
   runs.write_record(run, record)

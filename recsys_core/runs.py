@@ -2,6 +2,7 @@
 
   runs/<name>/
     config.json    {"fingerprint": ..., "config": {...}, "run_only": [...]}, written first
+    data.json      the split's fingerprint: resuming on changed data is refused too
     train/         the model's checkpoints and metrics.jsonl (recsys_core.train.fit)
     record.json    the result record, written last (atomically)
 
@@ -148,6 +149,25 @@ def _write_json(path: str, value: Any) -> None:
     json.dump(value, f, indent=1, sort_keys=True, default=str)
     f.write("\n")
   os.replace(tmp, path)
+
+
+DATA_FILE = "data.json"
+
+
+def check_data(run: RunDir, split_fingerprint: str, source: str) -> None:
+  """Records the split's fingerprint in a new run folder; in a resumed one, raises
+  ConfigChangedError when the data changed since (same config, another file content)."""
+  path = os.path.join(run.path, DATA_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    if stored.get("split_fingerprint") != split_fingerprint:
+      raise ConfigChangedError(
+          f"{run.path}: the data changed since this run began (split fingerprint "
+          f"{stored.get('split_fingerprint')} then, {split_fingerprint} now, from {source}); "
+          "its checkpoints belong to the old data. Use another run name or --on_change=new.")
+    return
+  _write_json(path, {"split_fingerprint": split_fingerprint, "source": source})
 
 
 def write_record(run: RunDir, record: dict) -> str:

@@ -391,3 +391,18 @@ def test_binary_trains_publishes_and_refuses_to_overwrite(tmp_path, loo_csv):
   assert os.stat(record_path).st_mtime_ns == before, "trained before refusing"
   with open(published) as f:
     assert f.read() == published_text
+
+
+def test_resuming_on_changed_data_is_refused(tmp_path, loo_csv):
+  """The config fingerprint cannot see a file's content: the split's fingerprint, stored in
+  the run folder, does. Same config, other rows -> refused, the record left alone."""
+  cfg = _ease_config(loo_csv)
+  first = pipeline.train_and_evaluate(cfg, str(tmp_path / "runs"))
+  before = open(os.path.join(first["run_dir"], "record.json")).read()
+  with open(loo_csv) as f:
+    lines = f.readlines()
+  with open(loo_csv, "w") as f:
+    f.writelines(lines[:-5])          # the same file name, fewer rows
+  with pytest.raises(runs.ConfigChangedError, match="the data changed since this run began"):
+    pipeline.train_and_evaluate(cfg, str(tmp_path / "runs"))
+  assert open(os.path.join(first["run_dir"], "record.json")).read() == before
