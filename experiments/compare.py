@@ -26,22 +26,26 @@ from recsys_core import pipeline
 from recsys_core import results
 from recsys_core import runs
 
-_DATASET = flags.DEFINE_string("dataset", None, "A row of experiments/configs/datasets.py.")
-_MODELS = flags.DEFINE_list("models", ["popularity", "ease", "anime_ae"],
-                            "Models as <name>[:<recipe>] (experiments/configs/<name>.py).")
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds (strong generalisation: also split seeds).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders "
-                                "(config.data.dir); not needed for anime or synthetic.")
-_RUNS_ROOT = flags.DEFINE_string("runs_root", pipeline.DEFAULT_RUNS_ROOT,
-                                 "Folder of the run folders.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Also write the comparison record "
-                                   "there (e.g. experiments/results).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing result file.")
-_OWN_RUNS_DIR = flags.DEFINE_string("own_runs_dir", results.DEFAULT_RESULTS_DIR,
-                                    "Where the models' own result files are looked up.")
-
+FLAGS = flags.FLAGS
 _KEYS = {"strong_generalization": ("recall@20", "recall@50", "ndcg@100"),
          "leave_one_out": ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr")}
+
+
+def define_flags() -> None:
+  """The binary's flags (defined only when it runs as a binary, so that tests can import
+  this module beside experiments.train, which has flags of the same names)."""
+  flags.DEFINE_string("dataset", None, "A row of experiments/configs/datasets.py.")
+  flags.DEFINE_list("models", ["popularity", "ease", "anime_ae"],
+                    "Models as <name>[:<recipe>] (experiments/configs/<name>.py).")
+  flags.DEFINE_list("seeds", ["0"], "Seeds (strong generalisation: also split seeds).")
+  flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (config.data.dir); "
+                      "not needed for anime or synthetic.")
+  flags.DEFINE_string("runs_root", pipeline.DEFAULT_RUNS_ROOT, "Folder of the run folders.")
+  flags.DEFINE_string("results_dir", None, "Also write the comparison record there (e.g. "
+                      "experiments/results).")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing result file.")
+  flags.DEFINE_string("own_runs_dir", results.DEFAULT_RESULTS_DIR,
+                      "Where the models' own result files are looked up.")
 
 
 def model_configs(dataset: str, spec: str, seeds: list[int], data_dir):
@@ -70,29 +74,30 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    seeds = [int(s) for s in _SEEDS.value]
+    seeds = [int(s) for s in FLAGS.seeds]
     if not seeds or min(seeds) < 0:
-      raise ValueError(f"--seeds={_SEEDS.value}: must be one or more integers >= 0")
-    configs = {spec: model_configs(_DATASET.value, spec, seeds, _DATA_DIR.value)
-               for spec in _MODELS.value}
+      raise ValueError(f"--seeds={FLAGS.seeds}: must be one or more integers >= 0")
+    configs = {spec: model_configs(FLAGS.dataset, spec, seeds, FLAGS.data_dir)
+               for spec in FLAGS.models}
     protocol = next(iter(configs.values()))[0].protocol.name
-    name = f"compare_{_DATASET.value}_{protocol}"
+    name = f"compare_{FLAGS.dataset}_{protocol}"
     target = None
-    if _RESULTS_DIR.value:
-      runs.check_writable(_RESULTS_DIR.value, "--results_dir")
-      target = os.path.join(_RESULTS_DIR.value, f"{name}.json")
-      if os.path.exists(target) and not _OVERWRITE.value:
+    if FLAGS.results_dir:
+      runs.check_writable(FLAGS.results_dir, "--results_dir")
+      target = os.path.join(FLAGS.results_dir, f"{name}.json")
+      if os.path.exists(target) and not FLAGS.overwrite:
         raise ValueError(f"{target} exists; pass --overwrite to replace it")
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  record = comparison.run(configs, name=name, runs_root=_RUNS_ROOT.value,
-                          own_runs_dir=_OWN_RUNS_DIR.value)
-  results.save_record(record, os.path.join(_RUNS_ROOT.value, f"{name}.json"))
+  record = comparison.run(configs, name=name, runs_root=FLAGS.runs_root,
+                          own_runs_dir=FLAGS.own_runs_dir)
+  results.save_record(record, os.path.join(FLAGS.runs_root, f"{name}.json"))
   print(comparison.table(record, _KEYS[protocol]))
   if target:
-    print("wrote", results.save_record(record, target, overwrite=_OVERWRITE.value))
+    print("wrote", results.save_record(record, target, overwrite=FLAGS.overwrite))
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("dataset")
   app.run(main)

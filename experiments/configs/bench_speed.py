@@ -53,9 +53,9 @@ def get_config(arg: str = "full") -> config_dict.ConfigDict:
     c.input_pipeline.model_override = config_dict.ConfigDict(dict(hidden_dim=32,
                                                                   bottleneck_dim=16))
     c.input_pipeline.batch_size = 32
-    c.retrieval_loss.update(dict(recipe="dataset=synthetic,recipe=quick", num_users=64, num_items=300, min_len=3,
-                                 max_len=6, batch_size=16, packed_positions=96, rounds=2,
-                                 reps=2))
+    c.retrieval_loss.update(dict(recipe="dataset=synthetic,recipe=quick", num_users=64,
+                                 num_items=300, min_len=3, max_len=6, batch_size=16,
+                                 packed_positions=96, rounds=2, reps=2))
   elif arg != "full":
     raise ValueError(f"unknown config {arg!r}: use full or tiny")
   c.name = arg
