@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ("ablate_anime_ae", "ablate_phoenix", "bench_ae_flops", "bench_input_pipeline",
-           "bench_retrieval_topk", "compare", "plots", "recommend_anime", "report",
+           "bench_retrieval_topk", "ablate", "compare", "plots", "recommend_anime", "report",
            "train", "train_phoenix_ranking")
 
 
