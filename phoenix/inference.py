@@ -29,6 +29,7 @@ I items, D embedding size.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from typing import Mapping, Optional, Sequence
 
@@ -42,7 +43,10 @@ from phoenix.ranking.config import RankingConfig
 from phoenix.ranking.model import transform_logits
 from phoenix.retrieval.config import RetrievalConfig
 from phoenix.retrieval.scorer import RetrievalScorer
+from recsys_core import config as config_lib
+from recsys_core import runs
 from recsys_core.data.sequences import SequenceData
+from recsys_core.train.checkpoint import load_params
 
 
 class PhoenixInputWarning(UserWarning):
@@ -143,6 +147,24 @@ class PhoenixRetriever:
     self.scorer = RetrievalScorer.for_items(cfg, params, len(vocab), item_authors,
                                             batch_size=1)
 
+  @classmethod
+  def from_run(cls, run_dir: str, item_authors: Optional[np.ndarray] = None
+               ) -> "PhoenixRetriever":
+    """The model selected in a run folder of `experiments.train` (phoenix_retrieval): its
+    config (config.json), selected params (train/best_params.npz) and items (items.npy).
+    A model trained with author attributes needs them as `item_authors`."""
+    config = runs.load_config(run_dir)
+    model = config.get("model", {})
+    if model.get("name") != "phoenix_retrieval":
+      raise ValueError(f"{run_dir}: a run of model {model.get('name')!r}, not "
+                       "phoenix_retrieval")
+    if model.get("author", "none") != "none" and item_authors is None:
+      raise ValueError(f"{run_dir}: trained with author attributes {model['author']!r}; "
+                       "pass them as item_authors")
+    cfg = config_lib.from_dict(RetrievalConfig, model.get("net"), "model.net")
+    params, _ = load_params(os.path.join(run_dir, "train", "best_params.npz"))
+    return cls(cfg, params, ItemVocabulary(runs.load_items(run_dir)), item_authors)
+
   def recommend(self, history: Sequence, k: int = 10,
                 ratings: Optional[Sequence[float]] = None, exclude_seen: bool = True,
                 on_unknown: str = "drop") -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +172,8 @@ class PhoenixRetriever:
 
     Exclusion uses the whole request history, not only the kept `history_len` items.
     """
+    if int(k) < 1:
+      raise ValueError(f"k={k}: must be >= 1")
     items, rats = prepare_history(self.vocab, history, self.cfg.history_len, ratings,
                                   on_unknown)
     user = self.scorer.user_representations(_one_user(items, rats, len(self.vocab)))

@@ -3,6 +3,7 @@
   runs/<name>/
     config.json    {"fingerprint": ..., "config": {...}, "run_only": [...]}, written first
     data.json      the split's fingerprint: resuming on changed data is refused too
+    items.npy      the training items' own ids (index order), for serving raw ids
     train/         the model's checkpoints and metrics.jsonl (recsys_core.train.fit)
     record.json    the result record, written last (atomically)
 
@@ -21,6 +22,8 @@ import hashlib
 import json
 import os
 from typing import Any, Sequence
+
+import numpy as np
 
 from recsys_core import config as config_lib
 from recsys_core.train.loop import config_diff
@@ -168,6 +171,37 @@ def check_data(run: RunDir, split_fingerprint: str, source: str) -> None:
           "its checkpoints belong to the old data. Use another run name or --on_change=new.")
     return
   _write_json(path, {"split_fingerprint": split_fingerprint, "source": source})
+
+
+ITEMS_FILE = "items.npy"
+
+
+def save_items(run: RunDir, item_ids) -> str:
+  """Writes the training item vocabulary (the dataset's own ids, index order) beside the
+  run, so a trained model can serve raw ids. numpy format without pickle: ints or str."""
+  item_ids = np.asarray(item_ids)
+  if item_ids.dtype == object:
+    item_ids = item_ids.astype(str)
+  path = os.path.join(run.path, ITEMS_FILE)
+  tmp = path + ".tmp.npy"
+  np.save(tmp, item_ids, allow_pickle=False)
+  os.replace(tmp, path)
+  return path
+
+
+def load_items(run_dir: str) -> np.ndarray:
+  """The item vocabulary a run was trained on ([I] dataset ids; index = model item)."""
+  path = os.path.join(run_dir, ITEMS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: not a run folder of experiments.train (no item list)")
+  return np.load(path, allow_pickle=False)
+
+
+def load_config(run_dir: str) -> dict:
+  """The config (plain dicts) a run folder was created with."""
+  if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+    raise FileNotFoundError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
+  return _read_config(run_dir)["config"]
 
 
 def write_record(run: RunDir, record: dict) -> str:

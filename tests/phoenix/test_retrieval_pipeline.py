@@ -91,3 +91,23 @@ def test_eval_online_params_only_adds_the_online_record(tmp_path):
     assert a["ndcg@10"] == pytest.approx(b["ndcg@10"], abs=1e-6)
   assert records[True]["model_info"]["best_step"] == records[False]["model_info"]["best_step"]
   assert any(r["online_ndcg@10"] != r["ndcg@10"] for r in history[True])
+
+
+def test_a_run_folder_serves_the_dataset_s_own_ids(tmp_path):
+  """PhoenixRetriever.from_run: the selected params, config and item list of a run folder;
+  its top-k equals the run's scorer on the same history, in the dataset's own ids."""
+  import numpy as np
+  from phoenix import inference
+  from recsys_core import runs
+  record = pipeline.train_and_evaluate(_quick(), runs_root=str(tmp_path))
+  retriever = inference.PhoenixRetriever.from_run(record["run_dir"])
+  items = runs.load_items(record["run_dir"])
+  assert list(items) == list(range(1, 41))        # synthetic ids 1..40, not indices 0..39
+  ids, scores = retriever.recommend(history=[5, 6, 7], k=3)
+  assert ids[0] == 8                              # item i is followed by i+1
+  assert list(scores) == sorted(scores, reverse=True) and not {5, 6, 7} & set(ids)
+  with pytest.raises(ValueError, match="k=0: must be >= 1"):
+    retriever.recommend(history=[5], k=0)
+  with pytest.raises(FileNotFoundError, match="not a run folder"):
+    inference.PhoenixRetriever.from_run(str(tmp_path))
+  np.testing.assert_array_equal(items, np.arange(1, 41))
