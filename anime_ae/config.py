@@ -21,6 +21,7 @@ from anime_ae.model import ModelConfig
 from anime_ae.profiles import InputDropout
 from anime_ae.ratings import RatingTransform, infer_scale
 from anime_ae.recommend import RecommendConfig
+from recsys_core.config import check
 from recsys_core.train.optim import OptimizerConfig
 
 
@@ -104,6 +105,12 @@ class TrainConfig:
     if self.input_pipeline not in ("sparse", "dense"):
       raise ValueError(f"train.input_pipeline must be 'sparse' or 'dense', "
                        f"got {self.input_pipeline!r}")
+    for name in ("steps", "batch_size", "log_every"):
+      check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
+    for name in ("eval_every", "checkpoint_every"):
+      check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), ">= 0 (0: at the end)")
+    check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "> 0")
+    check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, ">= 0")
 
   def make(self) -> OptimizerConfig:
     return OptimizerConfig(name="adamw" if self.weight_decay else "adam",

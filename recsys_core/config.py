@@ -53,7 +53,12 @@ def from_dict(cls: type[T], values: Any, where: str = "config") -> T:
   for key, value in values.items():
     sub = _dataclass_type(hints.get(key))
     kwargs[key] = from_dict(sub, value, f"{where}.{key}") if sub is not None else value
-  return cls(**kwargs)
+  try:
+    return cls(**kwargs)
+  except (ValueError, TypeError) as e:
+    if str(e).startswith(where):   # already names its dotted field
+      raise
+    raise type(e)(f"{where}: {e}") from None
 
 
 def _dataclass_type(hint: Any) -> Any:

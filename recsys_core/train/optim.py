@@ -75,6 +75,17 @@ class OptimizerConfig:
       raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+    for name in ("b1", "b2"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+    if self.clip_norm is not None and not self.clip_norm > 0:
+      raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm}")
+    if not 0.0 <= self.final_lr_factor <= 1.0:
+      raise ValueError(f"final_lr_factor must be in [0, 1], got {self.final_lr_factor}")
+    if self.weight_decay < 0:
+      raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
   def for_run(self, num_steps: int) -> "OptimizerConfig":
     """This config for a run of `num_steps` updates: a cosine decay with decay_steps 0
