@@ -152,10 +152,13 @@ def fit_for_steps(update, state, batch_fn, tc, workdir: Optional[str],
                   eval_fn: Optional[Callable[[Any], dict]], best_metric: Optional[str],
                   config: dict, tmp_prefix: str = "anime_ae_") -> TrainResult:
   """`recsys_core.train.fit` for tc.steps (a TrainConfig) with the autoencoders' loop
-  settings; a temporary workdir when None; the best params when eval_fn/best_metric."""
+  settings; a temporary workdir when None; the best params when eval_fn/best_metric.
+
+  Two checkpoints are kept, so a damaged newest one leaves one to fall back to (`fit`
+  refuses to restart from step 0 when none is intact)."""
   loop = LoopConfig(num_steps=tc.steps, log_every=max(1, min(tc.log_every, tc.steps)),
                     eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every or tc.steps,
-                    keep_checkpoints=1, best_metric=best_metric if eval_fn else None,
+                    keep_checkpoints=2, best_metric=best_metric if eval_fn else None,
                     progress_bar=False)
   with contextlib.ExitStack() as stack:
     if workdir is None:

@@ -13,9 +13,12 @@ mid-save leaves a `.tmp-*` directory, never a half-written `step_*` one, and sta
 are removed by the next manager. On restore, the newest step is verified against COMMIT.json
 (a missing, truncated or altered file, or a missing COMMIT.json, fails) and read; if either
 fails it is logged, moved aside to `damaged-step_XXXXXXXX-<time>` and the previous step is
-tried. Leaf specs (tree path, shape, dtype) are compared with the restore target first: a
-different model gives `CheckpointMismatchError` naming each mismatched path and both shapes
-(this is a configuration error, so there is no fallback).
+tried (a WARNING names the step restored and the damaged ones). `set_aside(step, reason)`
+moves a checkpoint aside the same way as `diverged-step_...` (the training loop's divergence
+guard); `set_aside_dirs()` lists both kinds. Leaf specs (tree path, shape, dtype) are
+compared with the restore target first: a different model gives `CheckpointMismatchError`
+naming each mismatched path and both shapes (this is a configuration error, so there is no
+fallback).
 
 Inference params (`save_params` / `load_params`): one `.npz` file written to a tmp name and
 `os.replace`d (atomic), holding the leaves, their specs and JSON metadata; loaded with
@@ -45,6 +48,7 @@ _COMMIT = "COMMIT.json"
 _META = "meta.json"
 _ARRAYS = "arrays"
 _SPEC_KEY = "__spec__"
+SET_ASIDE_PREFIXES = ("damaged-", "diverged-")  # checkpoints moved aside, kept as evidence
 
 
 class CheckpointError(RuntimeError):
@@ -308,6 +312,28 @@ class CheckpointManager:
         steps.append(int(m.group(1)))
     return sorted(steps)
 
+  def set_aside_dirs(self) -> list[str]:
+    """Names of the checkpoints moved aside (`damaged-step_XXXXXXXX-<time>` by restore,
+    `diverged-step_...` by `set_aside`), sorted."""
+    return sorted(n for n in os.listdir(self.directory)
+                  if n.startswith(SET_ASIDE_PREFIXES)
+                  and os.path.isdir(os.path.join(self.directory, n)))
+
+  def set_aside(self, step: int, reason: str, kind: str = "diverged") -> str:
+    """Moves checkpoint `step` to `<kind>-step_XXXXXXXX-<time>` (kept, never restored);
+    returns its new path."""
+    if f"{kind}-" not in SET_ASIDE_PREFIXES:
+      raise ValueError(f"kind must be one of {[p[:-1] for p in SET_ASIDE_PREFIXES]}")
+    root = self.step_dir(step)
+    aside = os.path.join(self.directory,
+                         f"{kind}-step_{int(step):08d}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(aside):
+      aside += f"-{uuid.uuid4().hex[:8]}"
+    os.rename(root, aside)
+    _fsync_dir(self.directory)
+    logging.warning("Checkpoint %s set aside as %s: %s", root, os.path.basename(aside), reason)
+    return aside
+
   def latest_step(self) -> Optional[int]:
     steps = self.all_steps()
     return steps[-1] if steps else None
@@ -349,7 +375,8 @@ class CheckpointManager:
       return json.load(f)
 
   def restore(self, target: Any, step: Optional[int] = None) -> Optional[tuple[Any, dict, int]]:
-    """Returns (tree, metadata, step) from the newest intact checkpoint, or None if none exist.
+    """Returns (tree, metadata, step) from the newest intact checkpoint, or None if there is
+    no step_* checkpoint (ones set aside earlier are not counted: `set_aside_dirs`).
 
     `target` gives the tree structure, shapes and dtypes (arrays or ShapeDtypeStructs); the
     restored leaves are device arrays (typed PRNG keys re-wrapped). With `step`, only that
@@ -382,12 +409,17 @@ class CheckpointManager:
         damaged.append(self._set_aside(s, e))
         continue
       if damaged:
-        logging.warning("Restored checkpoint step %d after skipping damaged: %s", s, damaged)
+        logging.warning("Fell back to checkpoint step %d in %s: the newer %s damaged and set "
+                        "aside (%s); the steps after %d will be redone.", s, self.directory,
+                        ", ".join(f"step {d}" for d, _ in damaged)
+                        + (" was" if len(damaged) == 1 else " were"),
+                        "; ".join(msg for _, msg in damaged), s)
       else:
         logging.info("Restored checkpoint %s", root)
       return _unflatten(treedef, target_leaves, arrays, device_put=True), meta["metadata"], s
-    raise CheckpointError(f"no intact checkpoint in {self.directory}: {damaged} were damaged "
-                          f"(moved aside as damaged-*). Remove them to start over.")
+    raise CheckpointError(f"no intact checkpoint in {self.directory}: "
+                          f"{[msg for _, msg in damaged]} were damaged (moved aside as "
+                          f"damaged-*). Remove them to start over.")
 
   def _read_arrays(self, root: str, specs: Sequence[dict]) -> list[np.ndarray]:
     if not specs:
@@ -406,17 +438,19 @@ class CheckpointManager:
       arrays.append(arr)
     return arrays
 
-  def _set_aside(self, step: int, error: Exception) -> str:
+  def _set_aside(self, step: int, error: Exception) -> tuple[int, str]:
     root = self.step_dir(step)
     aside = os.path.join(self.directory,
                          f"damaged-step_{step:08d}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(aside):
+      aside += f"-{uuid.uuid4().hex[:8]}"
     try:
       os.rename(root, aside)
     except OSError:
       aside = root
-    logging.warning("Checkpoint %s is damaged or partial (%s); moved to %s; falling back to the "
-                    "previous checkpoint.", root, error, aside)
-    return f"step {step}: {error}"
+    logging.warning("Checkpoint %s is damaged or partial (%s); moved to %s; trying the "
+                    "previous checkpoint, if any.", root, error, aside)
+    return step, f"step {step}: {error}"
 
 
 # ----------------------------------------------------------------------------------------

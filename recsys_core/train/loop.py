@@ -5,6 +5,10 @@ step s to s + 1 uses `batch_fn(s)`; "step" in logs, evaluations and checkpoints 
 step after it (so the first log at log_every=10 is step 10, after batches 0..9).
 
 At each step s (after the update), in this order:
+  0. divergence     at every step that logs, evaluates or checkpoints: the mean train loss
+                    since the last train record is checked against the run's lowest train-
+                    record loss (below); a runaway or non-finite loss raises DivergenceError
+                    before anything of step s is recorded, evaluated or saved;
   1. train record   if s % log_every == 0 or s == num_steps: means over the steps since the
                     last train record (`skipped` is summed);
   2. evaluation     if eval_fn and (s % eval_every == 0 or s == num_steps): eval_fn(params)
@@ -24,7 +28,7 @@ Workdir layout:
   checkpoints/step_XXXXXXXX/   TrainState + best params + loop state (CheckpointManager)
   best_params.npz              params of the best evaluation (load with `load_params`)
   metrics.jsonl                one JSON object per event: {"event": "train"|"eval"|"end"|
-                               "nonfinite", "step", "wall_time", ...metrics}
+                               "nonfinite"|"diverged", "step", "wall_time", ...metrics}
   tb/                          TensorBoard events (cfg.tensorboard)
 
 Resume: if the workdir has a checkpoint, `fit` restores the newest intact one (state, best
@@ -35,6 +39,36 @@ batch_fn (EpochBatcher), a killed-and-resumed run ends with the same params and 
 an uninterrupted one (only "wall_time" and "steps_per_sec" differ). A config that differs
 from the checkpoint's is allowed (e.g. more epochs) and logged as one "path: old -> new"
 line per changed field (`config_diff`).
+
+Guarantees (tests/test_train_*.py, tests/test_checkpoint.py,
+tests/recsys_core/test_train_reliability.py):
+  * kill -9 at any point, then `fit` again: bit-identical (CPU) to an uninterrupted run.
+  * damaged checkpoints: a damaged newest checkpoint is moved aside and the previous one
+    restored, with a WARNING naming both steps (keep_checkpoints >= 2 leaves one to fall back
+    to; the default is 3). Never a silent restart: when the checkpoint folder held
+    checkpoints but none is intact (now, or set aside by an earlier call: damaged-* or
+    diverged-*), `fit` raises CheckpointError naming the folder and the set-aside
+    directories, and touches nothing else (metrics.jsonl, best_params.npz);
+    `fit(..., on_damaged="restart")` starts over from step 0 instead (the set-aside
+    directories are kept).
+  * a metrics.jsonl line that is not a complete JSON record (cut by a kill) is dropped on
+    resume with a WARNING naming the file and the line number.
+  * non-finite loss/gradients: with nan_policy="raise" NonFiniteError names the step before
+    anything after it is recorded, evaluated or saved (the update never applies them).
+  * divergence (cfg.divergence_factor, default 1e3; None: off): with L the mean train loss
+    of the steps since the previous train record, best the lowest train-record loss of the
+    run so far (kept in the checkpoints, so it survives resumes) and first the run's first
+    train-record loss, training stops when L is not finite or
+        L - best > max(divergence_factor * |best|, |first|)
+    (for positive losses: L more than about divergence_factor times the lowest; the |first|
+    floor keeps losses that approach or cross zero from tripping it). It raises
+    DivergenceError(step, loss, best) (a NonFiniteError), writes a "diverged" record to
+    metrics.jsonl, and writes no checkpoint or best params of that step. A train loss is
+    the loss of the params *before* its update, so a checkpoint's own params are judged one
+    step later, by the same rule applied to the single loss of the update on batch_fn(its
+    step); if that trips, the checkpoint is moved aside to checkpoints/diverged-step_*. So
+    the newest checkpoint left is the last good one. With nan_policy="skip", a loss that
+    is not finite because of skipped steps is not judged. No "loss" metric: no guard.
 """
 from __future__ import annotations
 
@@ -57,12 +91,14 @@ from recsys_core.train.checkpoint import save_params
 from recsys_core.train.checkpoint import to_json
 from recsys_core.train.optim import eval_params
 from recsys_core.train.state import TrainState
+from recsys_core.train.update import DivergenceError
 from recsys_core.train.update import NonFiniteError
 
 TIMING_KEYS = ("wall_time", "steps_per_sec")  # the only non-deterministic record fields
 BEST_PARAMS_FILE = "best_params.npz"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+ON_DAMAGED = ("raise", "restart")  # fit's choices when no checkpoint is intact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +119,17 @@ class LoopConfig:
                                     # the online params (records online_<key>; 2x eval time)
   max_seconds: Optional[float] = None  # wall-clock budget of one fit call, checked after each
                                     # evaluation (so no trained step goes unevaluated)
+  divergence_factor: Optional[float] = 1e3  # stop (DivergenceError) when the train loss runs
+                                    # away from the lowest so far (module docstring); None: off
 
   def __post_init__(self):
     for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
       if getattr(self, name) < 1:
         raise ValueError(f"LoopConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.divergence_factor is not None and not (
+        math.isfinite(self.divergence_factor) and self.divergence_factor > 0):
+      raise ValueError("LoopConfig.divergence_factor must be a finite number > 0 or None, got "
+                       f"{self.divergence_factor}")
     if self.max_seconds is not None and self.max_seconds < 0:
       raise ValueError(f"LoopConfig.max_seconds must be >= 0 or None, got {self.max_seconds}")
     if self.eval_every < 0:
@@ -141,8 +183,11 @@ class _Window:
       self.sums[k] = self.sums.get(k, 0.0) + v
     self.count += 1
 
+  def means(self) -> dict[str, float]:
+    return {k: (v if k == "skipped" else v / max(self.count, 1)) for k, v in self.sums.items()}
+
   def flush(self) -> dict[str, float]:
-    out = {k: (v if k == "skipped" else v / max(self.count, 1)) for k, v in self.sums.items()}
+    out = self.means()
     self.sums, self.count = {}, 0
     return out
 
@@ -151,16 +196,24 @@ class _Window:
 
 
 def _read_history(path: str, max_step: int) -> list[dict]:
-  """Records of metrics.jsonl with step <= max_step; rewrites the file to exactly those."""
+  """Records of metrics.jsonl with step <= max_step; rewrites the file to exactly those.
+
+  A line that is not a JSON object (cut by a kill) is dropped with a WARNING naming the file
+  and the line number.
+  """
   records = []
   if os.path.exists(path):
     with open(path) as f:
-      for line in f:
+      for lineno, line in enumerate(f, 1):
         try:
           rec = json.loads(line)
         except ValueError:  # a line cut by a kill
+          rec = None
+        if not isinstance(rec, dict):
+          logging.warning("%s line %d is not a complete JSON record (cut off by a kill?); "
+                          "dropping it: %.120r", path, lineno, line)
           continue
-        if isinstance(rec, dict) and rec.get("step", math.inf) <= max_step:
+        if rec.get("step", math.inf) <= max_step:
           records.append(rec)
   elif max_step > 0:
     logging.warning("%s is missing: the history before step %d is lost", path, max_step)
@@ -214,7 +267,8 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
         cfg: LoopConfig,
         workdir: str,
         eval_fn: Optional[Callable[[Any], Mapping[str, Any]]] = None,
-        config: Any = None) -> FitResult:
+        config: Any = None,
+        on_damaged: str = "raise") -> FitResult:
   """Trains `init_state` with `update_fn` on `batch_fn(step)` for cfg.num_steps updates.
 
   Resumes from the newest intact checkpoint in `workdir` if there is one (init_state then
@@ -225,9 +279,17 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
   scalar metrics of the params it is given (`eval_params(state)`: the parameter average
   when the optimizer keeps one). With `make_update_fn(..., donate=True)` init_state is
   consumed; best params are host copies, so they stay valid.
+
+  A train loss that runs away or stops being finite raises DivergenceError (see
+  cfg.divergence_factor) before that step is recorded, evaluated or saved. If the checkpoint
+  folder held checkpoints but none is intact, `on_damaged="raise"` (the default) raises
+  CheckpointError without touching anything else in `workdir`; `on_damaged="restart"` logs
+  a WARNING and trains from step 0.
   """
   if cfg.best_metric is not None and eval_fn is None:
     raise ValueError(f"LoopConfig.best_metric={cfg.best_metric!r} needs an eval_fn")
+  if on_damaged not in ON_DAMAGED:
+    raise ValueError(f"on_damaged must be one of {ON_DAMAGED}, got {on_damaged!r}")
   nan_policy = getattr(update_fn, "nan_policy", "raise")
   os.makedirs(workdir, exist_ok=True)
   manager = CheckpointManager(os.path.join(workdir, CHECKPOINT_DIR), cfg.keep_checkpoints)
@@ -236,8 +298,10 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
 
   # ---- Restore (or start fresh). ----
   loop: dict = {"best_step": None, "best_value": None, "best_metrics": None,
-                "evals_since_best": 0, "done": None, "window": None, "train_seconds": 0.0}
-  restored = manager.restore({"state": init_state, "best_params": init_state.params})
+                "evals_since_best": 0, "done": None, "window": None, "train_seconds": 0.0,
+                "loss_best": None, "loss_first": None}  # the divergence guard's references
+  restored = _restore(manager, {"state": init_state, "best_params": init_state.params},
+                      workdir, on_damaged)
   if restored is None:
     state, best_params = init_state, None
     history = _read_history(os.path.join(workdir, METRICS_FILE), max_step=-1)
@@ -260,6 +324,15 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
   if loop["done"] == "early_stop" or step >= cfg.num_steps:
     logging.info("%s: training already finished at step %d (%s)", workdir, step,
                  loop["done"] or f"num_steps={cfg.num_steps}")
+    if loop["done"] and not any(r["event"] == "end" and r["step"] == step for r in history):
+      logging.warning("%s has no \"end\" record of step %d (lost with a damaged line); "
+                      "writing it again from the checkpoint", METRICS_FILE, step)
+      recorder = _Recorder(workdir, history, tensorboard=False)
+      try:
+        recorder.write("end", step, {"reason": loop["done"], "best_step": loop["best_step"]})
+        recorder.sync()
+      finally:
+        recorder.close()
     return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history,
                      loop["train_seconds"])
   loop["done"] = None
@@ -272,13 +345,52 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
     pbar = tqdm.tqdm(total=cfg.num_steps, initial=step, dynamic_ncols=True)
   say = (lambda msg: pbar.write(msg, file=sys.stderr)) if pbar is not None else logging.info
 
+  # The newest checkpoint whose own params' loss (the loss of the update on batch_fn(its
+  # step)) has not been seen yet; judged by the divergence guard when it is.
+  unjudged = {"step": step if restored is not None else None}
+
   def consume(batch_step: int, metrics) -> None:
     host = _scalar_metrics(jax.device_get(metrics))
     if nan_policy == "raise" and host.get("skipped", 0):
       recorder.write("nonfinite", batch_step + 1, {"batch": batch_step, **host})
       recorder.sync()
       raise NonFiniteError(batch_step, host)
+    if batch_step == unjudged["step"]:
+      unjudged["step"] = None
+      check_divergence(host, batch_step + 1, is_record=False, checkpoint_step=batch_step)
     window.add(host)
+
+  def check_divergence(values: Mapping[str, float], at: int, is_record: bool,
+                       checkpoint_step: Optional[int] = None) -> None:
+    """Raises DivergenceError if `values` (train means since the last record, or the
+    first step after checkpoint `checkpoint_step`: then its params are what ran away and
+    it is set aside) ran away."""
+    loss = values.get("loss")
+    if cfg.divergence_factor is None or loss is None:
+      return
+    if not math.isfinite(loss) and nan_policy == "skip" and values.get("skipped", 0):
+      return  # skipped steps' losses: nan_policy="skip" handles them
+    best, first = loop["loss_best"], loop["loss_first"]
+    if not math.isfinite(loss):
+      reason = "is not finite"
+    elif best is not None and loss - best > max(cfg.divergence_factor * abs(best), abs(first)):
+      reason = (f"is more than max(divergence_factor={cfg.divergence_factor:g} x |lowest|, "
+                f"|first record's loss| = {abs(first):.6g}) above the lowest")
+    else:
+      if is_record:
+        loop["loss_first"] = loss if first is None else first
+        loop["loss_best"] = loss if best is None else min(best, loss)
+      return
+    extra = {}
+    if checkpoint_step is not None and checkpoint_step in manager.all_steps():
+      aside = os.path.basename(manager.set_aside(
+          checkpoint_step, f"its params' train loss {loss:.6g} {reason}"))
+      reason += (f"; it is the loss of checkpoint step {checkpoint_step}'s params (on "
+                 f"batch_fn({checkpoint_step})), so that checkpoint was moved aside to {aside}")
+      extra["checkpoint_set_aside"] = aside
+    recorder.write("diverged", at, {**values, "best_loss": best, "reason": reason, **extra})
+    recorder.sync()
+    raise DivergenceError(at, loss, best, reason, values, manager.latest_step())
 
   def seconds_so_far() -> float:
     return loop["train_seconds"] + (time.time() - call_start)
@@ -290,6 +402,7 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
     manager.save(at, {"state": state,
                       "best_params": best_params if best_params is not None else state.params},
                  meta)
+    unjudged["step"] = at
 
   pending = None
   t_last, step_last = time.time(), step
@@ -312,6 +425,7 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
         continue
       consume(*pending)
       pending = None
+      check_divergence(window.means(), step, is_record=log_now)
 
       if log_now:
         now = time.time()
@@ -360,6 +474,35 @@ def fit(update_fn: Callable[[TrainState, Any], tuple[TrainState, Mapping[str, An
       pbar.close()
   return FitResult(state, best_params, loop["best_step"], loop["best_metrics"], history,
                    seconds_so_far())
+
+
+def _restore(manager: CheckpointManager, target: Any, workdir: str,
+             on_damaged: str) -> Optional[tuple[Any, dict, int]]:
+  """manager.restore(target); never None (a fresh start) when checkpoints were damaged,
+  unless on_damaged == "restart"."""
+  error = None
+  try:
+    restored = manager.restore(target)
+  except CheckpointError as e:  # checkpoints existed; none intact (now moved aside)
+    restored, error = None, e
+  if restored is not None:
+    return restored
+  aside = manager.set_aside_dirs()
+  if error is None and not aside:
+    return None  # a fresh workdir (or one killed before its first checkpoint)
+  what = (f"set aside: {', '.join(aside)}" if aside else "")
+  if error is not None:
+    what += ("; " if what else "") + str(error)
+  if on_damaged == "restart":
+    logging.warning("%s: no intact checkpoint in %s (%s). on_damaged='restart': training "
+                    "from step 0; metrics.jsonl and best_params.npz start over.",
+                    workdir, manager.directory, what)
+    return None
+  raise CheckpointError(
+      f"{workdir}: checkpoints were written to {manager.directory} but none is intact "
+      f"({what}). Refusing to retrain silently from step 0; nothing else in {workdir} was "
+      f"changed. Restore a good copy of the checkpoints, or call fit(..., "
+      f"on_damaged='restart') to start over.") from error
 
 
 _MISSING = object()

@@ -9,6 +9,9 @@ element is not finite. A bad step never changes params or opt_state (they are se
            before anything else is evaluated or saved, so the last checkpoint stays the last
            good one.
   "skip":  training continues; the bad batch is simply not applied.
+A loss that stays finite but runs away (a negative or far too large learning rate) is `fit`'s
+divergence guard's (LoopConfig.divergence_factor): it raises `DivergenceError`, a subclass of
+NonFiniteError, so `except NonFiniteError` catches both ways a run blows up.
 """
 from __future__ import annotations
 
@@ -38,6 +41,38 @@ class NonFiniteError(FloatingPointError):
     super().__init__(f"non-finite loss or gradients at step {self.step} (the update on "
                      f"batch_fn({self.step})); {shown}. Params were not updated; nothing "
                      f"was saved after the last good checkpoint.")
+
+
+class DivergenceError(NonFiniteError):
+  """The training loss ran away (LoopConfig.divergence_factor) or stopped being finite.
+
+  `step` is the state's step when it was noticed (after the update on batch_fn(step - 1));
+  `loss` the mean train loss over the steps since the previous train record (or the single
+  loss of the first update after a checkpoint, which judges that checkpoint's params);
+  `best` the lowest train-record loss of the run before it (None before the first record);
+  `last_checkpoint` the newest checkpoint step left on disk (None: none).
+  """
+
+  def __init__(self, step: int, loss: float, best: float | None, reason: str = "",
+               metrics: Mapping[str, Any] | None = None,
+               last_checkpoint: int | None = None):
+    # FloatingPointError.__init__ only, not NonFiniteError's (its message is about NaNs).
+    self.step, self.loss, self.best = int(step), float(loss), best
+    self.metrics = dict(metrics or {})
+    self.last_checkpoint = last_checkpoint
+    self._reason = reason
+    best_txt = "none yet" if best is None else f"{best:.6g}"
+    kept = ("there is no checkpoint to resume from" if last_checkpoint is None else
+            f"the newest checkpoint left is the last good one, step {last_checkpoint}")
+    FloatingPointError.__init__(
+        self, f"training diverged at step {self.step}: train loss {self.loss:.6g} "
+              f"{reason or 'ran away'} (lowest train loss so far: {best_txt}). Stopped before "
+              f"anything of step {self.step} was evaluated or saved; {kept}. Check the learning "
+              f"rate; LoopConfig.divergence_factor=None disables this guard.")
+
+  def __reduce__(self):
+    return (type(self), (self.step, self.loss, self.best, self._reason, self.metrics,
+                         self.last_checkpoint))
 
 
 def _all_finite(tree) -> jax.Array:
