@@ -64,10 +64,8 @@ def variant_configs(base, variants: list[str], seeds: list[int]) -> dict[str, li
     configs = []
     for seed in seeds:
       cfg = common.apply(base.copy_and_resolve_references(), overrides)
-      cfg.seed = seed
-      cfg.name = f"{base.name}_{label}_seed{seed}"
-      if cfg.protocol.name == "strong_generalization":
-        cfg.protocol.seed = seed
+      cfg.name = f"{base.name}_{label}"
+      cfg = common.with_seed(cfg, seed)
       pipeline.parse(cfg)
       configs.append(cfg)
     out[label] = configs
@@ -96,11 +94,7 @@ def main(argv):
       raise ValueError("--variant: give the base and at least one variant")
     configs = variant_configs(FLAGS.config, FLAGS.variant, seeds)
     name = f"ablate_{FLAGS.config.name}"
-    target = os.path.join(FLAGS.results_dir, f"{name}.json") if FLAGS.results_dir else None
-    if target:
-      runs.check_writable(FLAGS.results_dir, "--results_dir")
-      if os.path.exists(target) and not FLAGS.overwrite:
-        raise ValueError(f"{target} exists; pass --overwrite to replace it")
+    target = runs.result_target(FLAGS.results_dir, name, FLAGS.overwrite)
   except (ValueError, KeyError) as e:
     raise app.UsageError(str(e)) from None
   record = comparison.run(configs, name=name, runs_root=FLAGS.runs_root)

@@ -21,6 +21,7 @@ import os
 from absl import app
 from absl import flags
 
+from experiments.configs import common
 from recsys_core import comparison
 from recsys_core import pipeline
 from recsys_core import results
@@ -58,11 +59,7 @@ def model_configs(dataset: str, spec: str, seeds: list[int], data_dir):
     raise ValueError(f"--models: no config file experiments/configs/{name}.py") from None
   out = []
   for seed in seeds:
-    cfg = module.get_config(f"dataset={dataset},recipe={recipe}")
-    cfg.seed = seed
-    cfg.name = f"{cfg.name}_seed{seed}"
-    if cfg.protocol.name == "strong_generalization":
-      cfg.protocol.seed = seed
+    cfg = common.with_seed(module.get_config(f"dataset={dataset},recipe={recipe}"), seed)
     if data_dir:
       cfg.data.dir = data_dir
     pipeline.parse(cfg)  # every config checked before the first model trains
@@ -81,12 +78,7 @@ def main(argv):
                for spec in FLAGS.models}
     protocol = next(iter(configs.values()))[0].protocol.name
     name = f"compare_{FLAGS.dataset}_{protocol}"
-    target = None
-    if FLAGS.results_dir:
-      runs.check_writable(FLAGS.results_dir, "--results_dir")
-      target = os.path.join(FLAGS.results_dir, f"{name}.json")
-      if os.path.exists(target) and not FLAGS.overwrite:
-        raise ValueError(f"{target} exists; pass --overwrite to replace it")
+    target = runs.result_target(FLAGS.results_dir, name, FLAGS.overwrite)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   record = comparison.run(configs, name=name, runs_root=FLAGS.runs_root,

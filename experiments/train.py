@@ -12,7 +12,6 @@ experiments/results/ is written only with --results_dir, never over a file witho
 --overwrite.
 """
 import json
-import os
 
 from absl import app
 from absl import flags
@@ -40,13 +39,7 @@ def main(argv):
   cfg = _CONFIG.value
   try:
     name = pipeline.parse(cfg).name  # every field checked before any data is read
-    target = None
-    if _RESULTS_DIR.value:
-      runs.check_writable(_RESULTS_DIR.value, "--results_dir")
-      target = os.path.join(_RESULTS_DIR.value, f"{name}.json")
-      if os.path.exists(target) and not _OVERWRITE.value:
-        raise app.UsageError(f"{target} exists; pass --overwrite to replace it, or set "
-                             "--config.name")
+    target = runs.result_target(_RESULTS_DIR.value, name, _OVERWRITE.value)
     run = pipeline.run_folder(cfg, _RUNS_ROOT.value, _ON_CHANGE.value)
   except (ValueError, runs.ConfigChangedError) as e:
     raise app.UsageError(str(e)) from None

@@ -104,3 +104,13 @@ def model_config(model: str, model_defaults, arg: str | None, recipes: dict,
   cfg.model = section(model_defaults)
   cfg.model.name = model
   return apply(cfg, overrides)
+
+
+def with_seed(cfg: config_dict.ConfigDict, seed: int) -> config_dict.ConfigDict:
+  """`cfg` for one seed: the run seed, the name suffixed "_seed<seed>", and under strong
+  generalisation the split seed too (leave-one-out splits have none)."""
+  cfg.seed = seed
+  cfg.name = f"{cfg.name}_seed{seed}"
+  if cfg.protocol.name == "strong_generalization":
+    cfg.protocol.seed = seed
+  return cfg

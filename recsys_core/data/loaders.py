@@ -399,14 +399,20 @@ def _anime_info_for(item_ids: np.ndarray, info_path: str, mal_path: Optional[str
                             field="item_id")
     lookup = dict(zip(cols["item_id"].tolist(), cols["mal_anime_id"].tolist()))
     mal = np.array([lookup.get(int(i), -1) for i in item_ids], np.int64)
+  return anime_info_from_rows(table, mal)
+
+
+def anime_info_from_rows(rows: list, mal_anime_id: np.ndarray) -> AnimeInfo:
+  """AnimeInfo from one (name, genre, type, episodes, rating, members) row per item and the
+  items' MAL ids [I]."""
   return AnimeInfo(
-      name=np.array([r[0] for r in table], dtype=object),
-      genre=np.array([r[1] for r in table], dtype=object),
-      type=np.array([r[2] for r in table], dtype=object),
-      episodes=np.array([r[3] for r in table], np.int64),
-      rating=np.array([r[4] for r in table], np.float32),
-      members=np.array([r[5] for r in table], np.int64),
-      mal_anime_id=mal)
+      name=np.array([r[0] for r in rows], dtype=object),
+      genre=np.array([r[1] for r in rows], dtype=object),
+      type=np.array([r[2] for r in rows], dtype=object),
+      episodes=np.array([r[3] for r in rows], np.int64),
+      rating=np.array([r[4] for r in rows], np.float32),
+      members=np.array([r[5] for r in rows], np.int64),
+      mal_anime_id=np.asarray(mal_anime_id, np.int64))
 
 
 def anime_info(folder: PathLike, item_ids: np.ndarray) -> AnimeInfo:

@@ -538,12 +538,5 @@ def load_anime_original(folder_or_rating_path: PathLike) -> loaders.AnimeData:
                     anime_path, len(missing), rating_path, missing[:5])
   blank = ("", "", "", -1, np.nan, -1)
   table = [info_rows.get(int(i), blank) for i in item_ids]
-  info = loaders.AnimeInfo(
-      name=np.array([r[0] for r in table], dtype=object),
-      genre=np.array([r[1] for r in table], dtype=object),
-      type=np.array([r[2] for r in table], dtype=object),
-      episodes=np.array([r[3] for r in table], np.int64),
-      rating=np.array([r[4] for r in table], np.float32),
-      members=np.array([r[5] for r in table], np.int64),
-      mal_anime_id=np.asarray(item_ids, np.int64).copy())
+  info = loaders.anime_info_from_rows(table, np.asarray(item_ids, np.int64).copy())
   return loaders.AnimeData(interactions=interactions, info=info)
