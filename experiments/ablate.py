@@ -89,7 +89,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    seeds = [int(s) for s in FLAGS.seeds]
+    seeds = common.parse_seeds(FLAGS.seeds)
     if not FLAGS.variant or len(FLAGS.variant) < 2:
       raise ValueError("--variant: give the base and at least one variant")
     configs = variant_configs(FLAGS.config, FLAGS.variant, seeds)

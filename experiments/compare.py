@@ -71,9 +71,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    seeds = [int(s) for s in FLAGS.seeds]
-    if not seeds or min(seeds) < 0:
-      raise ValueError(f"--seeds={FLAGS.seeds}: must be one or more integers >= 0")
+    seeds = common.parse_seeds(FLAGS.seeds)
     configs = {spec: model_configs(FLAGS.dataset, spec, seeds, FLAGS.data_dir)
                for spec in FLAGS.models}
     protocol = next(iter(configs.values()))[0].protocol.name
