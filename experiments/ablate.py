@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import common as binaries
 from experiments.configs import common
 from recsys_core import comparison
 from recsys_core import pipeline
@@ -89,7 +90,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    seeds = common.parse_seeds(FLAGS.seeds)
+    seeds = binaries.parse_seeds(FLAGS.seeds)
     if not FLAGS.variant or len(FLAGS.variant) < 2:
       raise ValueError("--variant: give the base and at least one variant")
     configs = variant_configs(FLAGS.config, FLAGS.variant, seeds)

@@ -22,13 +22,15 @@ Each ablation x seed: every variant on the same split (seed s = split seed and t
 protocol A (ratings > 7, users with >= 5 items, as experiments/eval_anime_ae.py run_ranking)
 except "dropped" (eval_anime_ae.py's mae data: all rows, users with >= 5 ratings).
 
-Writes, after every seed of every ablation (so a cut-short run keeps what finished):
-  experiments/results/ablation_ae_<ablation><--name_suffix>.json   recsys_core.results schema;
+Writes, after every seed of every ablation (so a cut-short run keeps what finished), into
+--out_dir (default runs/results; the project's record: --out_dir experiments/results, and
+--overwrite to replace its files; folder and files are checked before any data is read):
+  <out_dir>/ablation_ae_<ablation><--name_suffix>.json   recsys_core.results schema;
       metrics "<variant>/<metric>" (per-seed lists summarised) and "<variant>/diff/<metric>"
       (variant minus baseline, paired per seed); extra: variants, baseline, per-run best step,
       train seconds, validation and training-loss curves, type shares (dropout), attenuation
       (legacy)
-  experiments/results/plots/ablation_ae_<ablation>.png   validation metric vs step (mean +- std
+  <out_dir>/plots/ablation_ae_<ablation>.png   validation metric vs step (mean +- std
       band per variant) and the training presence loss.
 
 Shape glossary: U users, I items, V variants, R seeds, S eval steps.
@@ -46,6 +48,7 @@ from absl import logging
 import numpy as np
 
 from anime_ae import ablation
+from experiments import common
 from experiments import plots
 from experiments.configs import baselines as baselines_config
 from recsys_core import results, splits
@@ -62,8 +65,7 @@ def _define_flags():
   config_flags.DEFINE_config_file("config", None, "experiments/configs/ablate_anime_ae.py:anime")
   flags.DEFINE_list("ablations", None, "Subset of config.ablations (default: all, in order).")
   flags.DEFINE_list("seeds", None, "Seeds (default config.seeds).")
-  flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results); plots "
-                      "go to <out_dir>/plots.")
+  common.define_result_flags("out_dir", " Plots go to <out_dir>/plots.")
   flags.DEFINE_string("name_suffix", "", "Appended to the result/plot names, e.g. _long for a "
                       "run with --config.train.steps overridden.")
 
@@ -92,10 +94,15 @@ def _paired_diffs(per_variant: Mapping[str, list[dict]], baseline: str, keys) ->
   return out
 
 
+def result_names(names: Sequence[str], name_suffix: str = "") -> list[str]:
+  """The result (and plot) names of ablations `names`."""
+  return [f"ablation_ae_{name}{name_suffix}" for name in names]
+
+
 def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
-                   runs: Mapping[str, list], seeds: Sequence[int], wall: float, out_dir: str,
-                   dataset: str, reference: Optional[dict] = None,
-                   name_suffix: str = "") -> tuple[str, str]:
+                   runs: Mapping[str, list], seeds: Sequence[int], wall: float,
+                   folder: results.ResultFolder, dataset: str,
+                   reference: Optional[dict] = None, name_suffix: str = "") -> tuple[str, str]:
   """Writes the result JSON and the plot of one ablation from its finished runs."""
   protocol = spec.protocol
   keys = (ablation.RANK_METRICS if protocol == "ranking"
@@ -133,32 +140,49 @@ def write_ablation(name: str, spec, cfg, variant_cfgs: Mapping[str, Any],
   config = {"baseline": cfg.to_dict(),
             "variants": {v: c.to_dict() for v, c in variant_cfgs.items()},
             "protocol": protocol}
-  path = results.write_result(
-      name=f"ablation_ae_{name}{name_suffix}", dataset=dataset,
+  result = f"ablation_ae_{name}{name_suffix}"
+  path = folder.write_result(
+      name=result, dataset=dataset,
       protocol="strong_generalization" if protocol == "ranking" else "rating_mae",
       model="anime_ae", config=config, metrics=metrics, seeds=list(seeds), wall_seconds=wall,
-      results_dir=out_dir, extra=extra)
-  plot_dir = os.path.join(out_dir or results.DEFAULT_RESULTS_DIR, "plots")
-  os.makedirs(plot_dir, exist_ok=True)
+      extra=extra)
+  png = folder.claim([os.path.join("plots", result)], ".png")[0]
+  os.makedirs(os.path.dirname(png), exist_ok=True)
   panels = [(f"validation {curve_key}", curves)]
   if loss_curves:
     panels.append(("training presence NLL", loss_curves))
   png = plots.curve_bands(
-      os.path.join(plot_dir, f"ablation_ae_{name}{name_suffix}.png"), panels,
+      png, panels,
       f"anime AE ablation '{name}{name_suffix}' ({len(seeds)} seed(s), mean ± std)")
   return path, png
 
 
+def check_names(cfg, names: Sequence[str]) -> None:
+  """Raises ValueError unless every ablation of `names` is one of the config's."""
+  unknown = [n for n in names if n not in cfg.ablations]
+  if unknown:
+    raise ValueError(f"unknown ablations {unknown}; known: {list(cfg.ablations)}")
+
+
 def run_ablations(cfg, names: Sequence[str], seeds: Sequence[int],
-                  data: Mapping[str, Interactions], out_dir: Optional[str] = None,
+                  data: Mapping[str, Interactions],
+                  out_dir: Optional[str | results.ResultFolder] = None,
                   item_types: Optional[tuple[np.ndarray, np.ndarray]] = None,
                   pcfg=None, dataset: str = "anime",
-                  say: Callable[[str], None] = print, name_suffix: str = "") -> dict[str, str]:
+                  say: Callable[[str], None] = print, name_suffix: str = "",
+                  overwrite: bool = False) -> dict[str, str]:
   """Runs the ablations `names` over `seeds`, writing after every seed. Returns name -> path.
 
   data: protocol ("ranking", "mae") -> preprocessed interactions.
+  out_dir: the result folder (default runs/results; plots in its plots/), or a
+    results.ResultFolder already checked; existing files are refused unless `overwrite`.
   item_types: (item ids [N], anime type [N]) of the catalogue, mapped onto each split's items.
   """
+  check_names(cfg, names)
+  folder = (out_dir if isinstance(out_dir, results.ResultFolder)
+            else results.ResultFolder(out_dir, overwrite, "--out_dir"))
+  folder.claim(result_names(names, name_suffix))
+  folder.claim([os.path.join("plots", n) for n in result_names(names, name_suffix)], ".png")
   pcfg = pcfg or baselines_config.get_config("anime")
   ks, bs = tuple(pcfg.ks), int(pcfg.batch_size)
   cache: dict[tuple, ablation.RunResult] = {}
@@ -209,7 +233,7 @@ def run_ablations(cfg, names: Sequence[str], seeds: Sequence[int],
             + f" best_step={r.best_step} ({r.seconds:.0f} s)")
       done.append(int(seed))
       paths[name], png = write_ablation(name, spec, cfg, variant_cfgs, runs, done,
-                                        time.perf_counter() - t0, out_dir, dataset, reference,
+                                        time.perf_counter() - t0, folder, dataset, reference,
                                         name_suffix)
       say(f"[{name}] {len(done)} seed(s) -> {paths[name]}, {png}")
     _print_summary(name, spec, runs, say)
@@ -239,10 +263,17 @@ def _print_summary(name, spec, runs, say) -> None:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cfg = FLAGS.config
   names = FLAGS.ablations or list(cfg.ablations)
-  seeds = [int(s) for s in (FLAGS.seeds or cfg.seeds)]
+  try:
+    seeds = common.parse_seeds(FLAGS.seeds, cfg.seeds)
+    check_names(cfg, names)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  names_out = result_names(names, FLAGS.name_suffix)
+  folder = common.result_folder(names_out, flag="out_dir", plots=names_out)
   pcfg = baselines_config.get_config("anime")
   from recsys_core.data.loaders import load_anime  # pylint: disable=g-import-not-at-top
   anime = load_anime(None)
@@ -251,7 +282,7 @@ def main(argv):
   logging.info("ranking data %d users x %d items; mae data %d users x %d items",
                data["ranking"].num_users, data["ranking"].num_items, data["mae"].num_users,
                data["mae"].num_items)
-  run_ablations(cfg, names, seeds, data, FLAGS.out_dir, (x.item_ids, anime.info.type), pcfg,
+  run_ablations(cfg, names, seeds, data, folder, (x.item_ids, anime.info.type), pcfg,
                 say=lambda s: print(s, flush=True), name_suffix=FLAGS.name_suffix)
 
 

@@ -26,10 +26,12 @@ never reached). Retrieval (protocol B, leave-one-out, full ranking over all item
 items excluded): validation HR@K / NDCG@K curves, and test HR@K / NDCG@K of the final
 parameters.
 
-One result file per ablation, experiments/results/ablation_phoenix_<ablation>.json
-(`--out_dir`), rewritten after every finished run (extra.complete says whether all runs are
-in), and a plot experiments/results/plots/ablation_phoenix_<ablation>.png (mean ± std band
-of the primary validation metric against step per variant).
+One result file per ablation, <out_dir>/ablation_phoenix_<ablation>.json, rewritten after
+every finished run (extra.complete says whether all runs are in), and a plot
+<out_dir>/plots/ablation_phoenix_<ablation>.png (mean ± std band of the primary validation
+metric against step per variant). <out_dir>: runs/results by default; the project's record
+takes --out_dir experiments/results (and --overwrite to replace its files). Folder and files
+are checked before any data is read.
 
 Shape glossary: B lists (users), C candidates per list, A action heads (19), S history
 length, D embedding size, I items.
@@ -52,6 +54,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import common
 from experiments import plots
 from experiments import train_phoenix_ranking
 from phoenix import batching
@@ -82,8 +85,7 @@ def _define_flags() -> None:
   flags.DEFINE_list("seeds", None, "Seeds (default: config.seeds).")
   flags.DEFINE_string("data_dir", None, "Folder of the dataset folders (retrieval on ML-1M; "
                       "anime uses the embedded copy).")
-  flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results; plots go "
-                      "to <out_dir>/plots).")
+  common.define_result_flags("out_dir", " Plots go to <out_dir>/plots.")
   flags.mark_flag_as_required("config")
 
 
@@ -468,8 +470,8 @@ def _jsonable_run(run: dict, seed: int) -> dict:
 # ----------------------------------------------------------------------------------------
 # Driver.
 
-def run_ablation(name: str, cfg, seeds: Sequence[int], runners: dict, out_dir: str,
-                 plots_dir: str) -> str:
+def run_ablation(name: str, cfg, seeds: Sequence[int], runners: dict,
+                 folder: results.ResultFolder) -> str:
   """Runs one ablation (seed-major, so a partial file has paired variants); returns the
   result path (rewritten after every run)."""
   acfg = cfg.ablations[name]
@@ -497,7 +499,7 @@ def run_ablation(name: str, cfg, seeds: Sequence[int], runners: dict, out_dir: s
       done_seeds[variant].append(seed)
       stats = runners[kind if kind == "retrieval" else "ranking"].stats
       path = _write_ablation(name, cfg, kind, section, variants, runs, done_seeds, seeds,
-                             time.perf_counter() - start, out_dir, plots_dir, stats)
+                             time.perf_counter() - start, folder, stats)
   return path
 
 
@@ -511,7 +513,7 @@ def _positions_measure(cfg, runner: RankingRunner, mcfg, seed: int, run: dict) -
 
 
 def _write_ablation(name, cfg, kind, section, variants, runs, done_seeds, seeds, wall,
-                    out_dir, plots_dir, data_stats=None) -> str:
+                    folder: results.ResultFolder, data_stats=None) -> str:
   acfg = cfg.ablations[name]
   primary = section.primary_metric
   any_run = next(r for rs in runs.values() for r in rs)
@@ -531,7 +533,7 @@ def _write_ablation(name, cfg, kind, section, variants, runs, done_seeds, seeds,
             "tag": cfg.tag}
   if kind == "positions":
     config["positions"] = cfg.positions.to_dict()
-  plot_path = os.path.join(plots_dir, f"{RESULT_PREFIX}{name}.png")
+  plot_path = folder.claim([os.path.join("plots", f"{RESULT_PREFIX}{name}")], ".png")[0]
   extra = {
       "complete": complete, "seeds_done": done_seeds, "comparison": comparison,
       "runs": {v: [_jsonable_run(r, s) for r, s in zip(rs, done_seeds[v])]
@@ -547,26 +549,44 @@ def _write_ablation(name, cfg, kind, section, variants, runs, done_seeds, seeds,
   title = f"Phoenix ablation: {name} ({cfg.tag}; mean ± std over seeds)"
   curves = {v: plots.band_summary(rs[0]["curves"]["step"], [r["curves"][primary] for r in rs])
             for v, rs in runs.items() if rs}
+  os.makedirs(os.path.dirname(plot_path), exist_ok=True)
   plots.curve_bands(plot_path, [(f"validation {primary}", curves)], title,
                     comparison.get("threshold"))
+  print("wrote", plot_path, flush=True)
   dataset = section.dataset
-  return results.write_result(
+  path = folder.write_result(
       name=f"{RESULT_PREFIX}{name}", dataset=dataset,
       protocol="leave_one_out" if kind == "retrieval" else "ranking", model=model,
-      config=config, metrics=metrics, seeds=list(seeds), wall_seconds=wall,
-      results_dir=out_dir, extra=extra)
+      config=config, metrics=metrics, seeds=list(seeds), wall_seconds=wall, extra=extra)
+  print("wrote", path, flush=True)
+  return path
 
 
-def run(cfg, ablations: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None,
-        data_dir: Optional[str] = None, out_dir: Optional[str] = None) -> dict[str, str]:
-  """Runs the ablations (all of the config's by default); returns {ablation: result path}."""
+def ablation_names(cfg, ablations: Optional[Sequence[str]] = None) -> list[str]:
+  """The ablations to run (all of the config's, in its order, by default); ValueError for
+  one the config does not have."""
   ablations = list(ablations or cfg.get("order", None) or cfg.ablations.keys())
   unknown = [a for a in ablations if a not in cfg.ablations]
   if unknown:
     raise ValueError(f"unknown ablations {unknown}; known: {list(cfg.ablations.keys())}")
-  seeds = [int(s) for s in (seeds if seeds is not None else cfg.seeds)]
-  out_dir = out_dir or results.DEFAULT_RESULTS_DIR
-  plots_dir = os.path.join(out_dir, "plots")
+  return ablations
+
+
+def run(cfg, ablations: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None,
+        data_dir: Optional[str] = None,
+        out_dir: Optional[str | results.ResultFolder] = None,
+        overwrite: bool = False) -> dict[str, str]:
+  """Runs the ablations (all of the config's by default); returns {ablation: result path}.
+
+  out_dir: the result folder (default runs/results; plots in its plots/), or a
+  results.ResultFolder already checked; existing files are refused unless `overwrite`,
+  before any data is loaded."""
+  ablations = ablation_names(cfg, ablations)
+  seeds = common.parse_seeds(seeds, cfg.seeds, "seeds")
+  folder = (out_dir if isinstance(out_dir, results.ResultFolder)
+            else results.ResultFolder(out_dir, overwrite, "--out_dir"))
+  folder.claim([f"{RESULT_PREFIX}{a}" for a in ablations])
+  folder.claim([os.path.join("plots", f"{RESULT_PREFIX}{a}") for a in ablations], ".png")
   runners: dict[str, Any] = {}
   if any(cfg.ablations[a].kind != "retrieval" for a in ablations):
     data, authors, _ = load_ranking_data(cfg.ranking)
@@ -577,14 +597,22 @@ def run(cfg, ablations: Optional[Sequence[str]] = None, seeds: Optional[Sequence
   paths = {}
   for name in ablations:
     t0 = time.perf_counter()
-    paths[name] = run_ablation(name, cfg, seeds, runners, out_dir, plots_dir)
+    paths[name] = run_ablation(name, cfg, seeds, runners, folder)
     logging.info("ablation %s done in %.0f s: %s", name, time.perf_counter() - t0, paths[name])
   return paths
 
 
 def main(argv):
-  del argv
-  paths = run(FLAGS.config, FLAGS.ablations, FLAGS.seeds, FLAGS.data_dir, FLAGS.out_dir)
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    names = ablation_names(FLAGS.config, FLAGS.ablations)
+    seeds = common.parse_seeds(FLAGS.seeds, FLAGS.config.seeds)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  result_names = [f"{RESULT_PREFIX}{a}" for a in names]
+  folder = common.result_folder(result_names, flag="out_dir", plots=result_names)
+  paths = run(FLAGS.config, names, seeds, FLAGS.data_dir, folder)
   for name, path in paths.items():
     with open(path) as f:
       comp = json.load(f)["comparison"]

@@ -1,7 +1,8 @@
 r"""FLOPs and achieved fraction of matmul peak of the autoencoder training step.
 
   nice python -m experiments.bench_ae_flops --config experiments/configs/bench_speed.py
-      # writes experiments/results/bench_ae_flops_cpu.json
+      # writes runs/results/bench_ae_flops_cpu.json; the recorded run adds
+      # --results_dir experiments/results (and --overwrite to replace it)
 
 The step is `recsys_core.train.make_update_fn` on `anime_ae.training.make_loss_fn` at the
 sizes of experiments/configs/anime_ae.py:recipe=seed (I items, H hidden, Z bottleneck, batch B),
@@ -248,6 +249,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any
 
 def main(argv):
   del argv
+  out = common.start_bench()  # name and folder checked before any work
   cfg = FLAGS.config
   start = time.perf_counter()
   res = run_benchmark(cfg.ae_flops)
@@ -259,7 +261,7 @@ def main(argv):
   for k, v in res["variants"].items():
     metrics[f"{k}/fraction_of_peak"] = v["fraction_of_peak"]
     metrics[f"{k}/step_seconds"] = v["step_seconds"]
-  common.write_bench_result(cfg.ae_flops, dataset="synthetic", model="anime_ae",
+  common.write_bench_result(out, cfg.ae_flops, dataset="synthetic", model="anime_ae",
                             metrics=metrics, figures=res, start=start)
 
 

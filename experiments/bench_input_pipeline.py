@@ -1,7 +1,8 @@
 r"""AE training step fed by the real input pipeline vs device-resident batches.
 
   nice python -m experiments.bench_input_pipeline --config experiments/configs/bench_speed.py
-      # writes experiments/results/bench_input_pipeline_cpu.json
+      # writes runs/results/bench_input_pipeline_cpu.json; the recorded run adds
+      # --results_dir experiments/results (and --overwrite to replace it)
 
 The step is `recsys_core.train.make_update_fn` on `anime_ae.training.make_loss_fn` at the
 sizes of experiments/configs/anime_ae.py:recipe=seed, trained on the embedded anime profiles (those
@@ -174,6 +175,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print,
 
 def main(argv):
   del argv
+  out = common.start_bench()  # name and folder checked before any work
   cfg = FLAGS.config
   start = time.perf_counter()
   res = run_benchmark(cfg.input_pipeline)
@@ -182,7 +184,7 @@ def main(argv):
     metrics[f"ratio/{k}"] = v
   for k, v in res["seconds_per_step"].items():
     metrics[f"seconds_per_step/{k}"] = v
-  common.write_bench_result(cfg.input_pipeline, dataset="anime", model="anime_ae",
+  common.write_bench_result(out, cfg.input_pipeline, dataset="anime", model="anime_ae",
                             metrics=metrics, figures=res, start=start)
 
 

@@ -1,7 +1,9 @@
 r"""Speed of the jitted Phoenix ranking forward and of prefix-cached candidate serving.
 
   nice python -m experiments.bench_phoenix --config experiments/configs/bench_phoenix.py
-      # writes experiments/results/bench_phoenix_cpu.json
+      # writes runs/results/bench_phoenix_cpu.json; the recorded run adds
+      # --results_dir experiments/results (and --overwrite to replace it); the quick config
+      # writes bench_phoenix_cpu_quick.json
 
 Ranking forward (`phoenix.runners.RecsysInferenceRunner.rank`: model, sigmoid, weighted sum,
 argsort, all jitted) on each config of `models`: latency at batch `latency_batch` (1 user)
@@ -31,21 +33,21 @@ from absl import flags
 import haiku as hk
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
+from experiments import common
 from phoenix import grok
 from phoenix import runners
 from phoenix import serving
 from phoenix.recsys_model import PhoenixModelConfig
-from recsys_core import results
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/bench_phoenix.py", "Benchmark config (see the file).")
-_NAME = flags.DEFINE_string("name", "bench_phoenix_cpu", "Result file name.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Result folder (default "
-                                   "experiments/results).")
-_NO_RESULT = flags.DEFINE_bool("no_result", False, "Print only; write no result file.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The binary's flags (defined only when run as a binary, so tests can import the module)."""
+  common.define_bench_flags("bench_phoenix_cpu", "experiments/configs/bench_phoenix.py")
+  flags.DEFINE_bool("no_result", False, "Print only; write no result file.")
 
 
 def model_config(m, num_actions: int, dtype: str) -> PhoenixModelConfig:
@@ -87,7 +89,8 @@ def ranker(cfg: PhoenixModelConfig, seed: int) -> runners.RecsysInferenceRunner:
 
 def main(argv):
   del argv
-  c = _CONFIG.value
+  out = None if FLAGS.no_result else common.start_bench()  # checked before any work
+  c = FLAGS.config
   start = time.time()
   load_before = os.getloadavg()
   metrics, medians = {}, {}
@@ -147,20 +150,20 @@ def main(argv):
   print(f"speedup (block {best}): {metrics['speedup']:.2f}x; max |cached - full| logit: "
         f"{max_diff}", flush=True)
 
-  if _NO_RESULT.value:
+  if out is None:
     return
   config = {**c.to_dict(), "fprop_dtype": dtype, "best_block_size": best,
             "timed": "RecsysInferenceRunner.rank (jitted), inputs on device, "
                      "block_until_ready per call; medians in `medians`"}
-  path = results.write_result(
-      name=_NAME.value, dataset="synthetic", protocol="speed", model="phoenix_ranking",
+  path = out.folder.write_result(
+      name=out.name, dataset="synthetic", protocol="speed", model="phoenix_ranking",
       config=config, metrics=metrics, seeds=[c.seed], wall_seconds=time.time() - start,
-      results_dir=_RESULTS_DIR.value,
       extra={"medians": medians, "fprop_dtype": dtype,
              "serving_max_abs_logit_diff": max_diff,
              "load_average_before_after": [list(load_before), list(os.getloadavg())]})
-  print(path)
+  print("wrote", path)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

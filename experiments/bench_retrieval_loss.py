@@ -1,7 +1,8 @@
 r"""Phoenix retrieval training step: packed loss positions against the plain B*S softmax.
 
   nice python -m experiments.bench_retrieval_loss --config experiments/configs/bench_speed.py
-      # writes experiments/results/bench_retrieval_loss_cpu.json
+      # writes runs/results/bench_retrieval_loss_cpu.json; the recorded run adds
+      # --results_dir experiments/results (and --overwrite to replace it)
 
 Data: synthetic next-item sequences (recsys_core.data.synthetic) with the shape of
 Amazon Beauty (12,101 items, 22,363 users; lengths 5..13, mean 9, in a history window of 50),
@@ -104,6 +105,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any
 
 def main(argv):
   del argv
+  out = common.start_bench()  # name and folder checked before any work
   cfg = FLAGS.config.retrieval_loss
   start = time.perf_counter()
   res = run_benchmark(cfg)
@@ -114,7 +116,7 @@ def main(argv):
              "loss_abs_difference": abs(loss["plain"] - loss["packed"]),
              "valid_fraction": float(np.mean(res["valid_slots_per_batch"]))
                                / res["slots_per_batch"]}
-  common.write_bench_result(cfg, dataset="synthetic", model="phoenix_retrieval",
+  common.write_bench_result(out, cfg, dataset="synthetic", model="phoenix_retrieval",
                             metrics=metrics, figures=res, start=start)
 
 

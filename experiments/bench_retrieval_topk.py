@@ -1,7 +1,8 @@
 r"""Top-k retrieval over a large corpus: achieved corpus bandwidth against a memory copy.
 
   nice python -m experiments.bench_retrieval_topk --config experiments/configs/bench_speed.py
-      # writes experiments/results/bench_retrieval_topk_cpu.json
+      # writes runs/results/bench_retrieval_topk_cpu.json; the recorded run adds
+      # --results_dir experiments/results (and --overwrite to replace it)
 
 Corpus: N random unit vectors of dimension D (float32, and bfloat16 as a variant), users: B
 random unit vectors (float32). Each method returns the top-k corpus indices for every user:
@@ -197,6 +198,7 @@ def run_benchmark(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Any
 
 def main(argv):
   del argv
+  out = common.start_bench()  # name and folder checked before any work
   cfg = FLAGS.config
   start = time.perf_counter()
   res = run_benchmark(cfg.retrieval)
@@ -210,7 +212,7 @@ def main(argv):
       metrics[f"{dt}/{m}/bytes_per_s"] = r["bytes_per_s"][m]
     metrics[f"{dt}/approx/recall@{res['top_k']}"] = r["recall_approx"]
     metrics[f"{dt}/blocked/recall@{res['top_k']}"] = r["recall_blocked"]
-  common.write_bench_result(cfg.retrieval, dataset="synthetic", model="retrieval_topk",
+  common.write_bench_result(out, cfg.retrieval, dataset="synthetic", model="retrieval_topk",
                             metrics=metrics, figures=res, start=start)
 
 

@@ -1,6 +1,7 @@
 r"""Steps/s of one data-parallel training step on 1, 2, 4, 8 (fake) CPU devices.
 
-  nice python -m experiments.bench_scaling   # -> experiments/results/bench_scaling_cpu.json
+  nice python -m experiments.bench_scaling   # -> runs/results/bench_scaling_cpu.json
+      # the recorded run adds --results_dir experiments/results (--overwrite to replace it)
 
 Each device count runs in its own subprocess started with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` (the device count is fixed when JAX
@@ -32,6 +33,8 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import common
+
 _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts to measure.")
 _BATCH = flags.DEFINE_integer("batch", 1024, "Global batch size (divisible by every count).")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed updates per repeat.")
@@ -43,8 +46,7 @@ _ROWS = flags.DEFINE_integer("rows", 8192, "Embedding table rows.")
 _DIM = flags.DEFINE_integer("dim", 64, "Embedding width.")
 _HIDDEN = flags.DEFINE_integer("hidden", 512, "MLP width (two hidden layers).")
 _NAME = flags.DEFINE_string("name", "bench_scaling_cpu", "Result file name.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Result folder (default "
-                                   "experiments/results).")
+common.define_result_flags()
 _CHILD = flags.DEFINE_integer("child", None, "Internal: measure with this many devices.")
 
 FEATURES = 32
@@ -142,8 +144,7 @@ def main(argv):
     return
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from recsys_core import results  # pylint: disable=g-import-not-at-top
-
+  folder = common.result_folder([_NAME.value])  # checked before the first child starts
   start = time.time()
   load_before = os.getloadavg()
   runs = {}
@@ -180,14 +181,13 @@ def main(argv):
             "mlp": [_DIM.value + FEATURES, _HIDDEN.value, _HIDDEN.value, 1],
             "optimizer": "adam (recsys_core.train.make_optimizer defaults, lr 1e-3)",
             "devices": [int(n) for n in _DEVICES.value]}
-  path = results.write_result(
+  path = folder.write_result(
       name=_NAME.value, dataset="synthetic", protocol="speed", model="mlp_embedding_dp",
       config=config, metrics=metrics, seeds=[0], wall_seconds=time.time() - start,
-      results_dir=_RESULTS_DIR.value,
       extra={"per_device_count": per_count, "analysis": analysis,
              "load_average_before_after": [list(load_before), list(os.getloadavg())],
              "commentary": _commentary(runs, analysis)})
-  print(path)
+  print("wrote", path)
 
 
 def _analyse(runs) -> dict:

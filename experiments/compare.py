@@ -21,6 +21,7 @@ import os
 from absl import app
 from absl import flags
 
+from experiments import common as binaries
 from experiments.configs import common
 from recsys_core import comparison
 from recsys_core import pipeline
@@ -71,7 +72,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    seeds = common.parse_seeds(FLAGS.seeds)
+    seeds = binaries.parse_seeds(FLAGS.seeds)
     configs = {spec: model_configs(FLAGS.dataset, spec, seeds, FLAGS.data_dir)
                for spec in FLAGS.models}
     protocol = next(iter(configs.values()))[0].protocol.name

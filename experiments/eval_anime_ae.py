@@ -23,7 +23,9 @@ Parts (--parts):
              baseline (the mean of the user's fold-in ratings).
   benchmark  batched holdout analysis of a 200-item profile vs the per-item loop (same run).
 
-Result files: experiments/results/anime_ae_<tag>_<dataset>_<part>.json.
+Result files: <out_dir>/anime_ae_<tag>_<dataset>_<part>.json (rewritten after every seed),
+<out_dir> runs/results by default; the project's record takes --out_dir experiments/results
+(and --overwrite to replace its files). Folder and files are checked before any data is read.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ import numpy as np
 from anime_ae import analysis, recommend
 from anime_ae.config import AEConfig
 from anime_ae.scorer import AutoencoderScorer
+from experiments import common
 from experiments.configs import baselines as baselines_config
 from recsys_core import baselines, evaluation, results, splits
 from recsys_core.data import filters, load_dataset
@@ -53,7 +56,7 @@ _DATASETS = flags.DEFINE_list("datasets", ["anime"], "anime, ml-latest-small, ml
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Split seeds.")
 _PARTS = flags.DEFINE_list("parts", ["ranking", "mae"], "ranking, mae, benchmark")
 _TAG = flags.DEFINE_string("tag", "eval", "Result name tag (records tuning tries apart).")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results).")
+common.define_result_flags("out_dir")
 _EASE = flags.DEFINE_boolean("baselines", True, "Also run popularity and EASE (ranking part).")
 _EASE_GRID = flags.DEFINE_list("ease_l2_grid", None, "EASE λ grid (default: the one of "
                                "experiments/configs/baselines.py for the dataset).")
@@ -226,7 +229,16 @@ def run_benchmark(cfg, n_items: int = 200, repeats: int = 3) -> dict[str, Any]:
           "model": dataclasses.asdict(ae_cfg.model)}
 
 
-def write_ranking(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> None:
+def result_names(datasets: list[str], parts: list[str], tag: str) -> list[str]:
+  """The result file names (without .json) the run writes."""
+  names = [f"anime_ae_{tag}_{_TAGS[d]}_{suffix}" for d in datasets
+           for part, suffix in (("ranking", "strong_generalization"), ("mae", "rating_mae"))
+           if part in parts]
+  return names + (["anime_ae_holdout_benchmark"] if "benchmark" in parts else [])
+
+
+def write_ranking(folder: results.ResultFolder, dataset: str, cfg, r: dict, seeds: list[int],
+                  wall: float) -> None:
   """Writes (after every seed, so a cut-short run keeps its finished seeds) and prints."""
   metrics = {k: [t[k] for t in r["per_model"]["anime_ae"]] for k in RANK_METRICS}
   base = {m: {k: results.summarize([t[k] for t in r["per_model"][m]]) for k in RANK_METRICS}
@@ -238,10 +250,10 @@ def write_ranking(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> 
   if "ease" in base:
     extra["ae_minus_ease"] = {k: float(np.mean(metrics[k]) - base["ease"][k]["mean"])
                               for k in RANK_METRICS}
-  path = results.write_result(
+  path = folder.write_result(
       name=f"anime_ae_{_TAG.value}_{_TAGS[dataset]}_strong_generalization", dataset=dataset,
       protocol="strong_generalization", model="anime_ae", config=ae_sections(cfg),
-      metrics=metrics, seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value, extra=extra)
+      metrics=metrics, seeds=seeds, wall_seconds=wall, extra=extra)
   print(f"{dataset} protocol A ({len(seeds)} seeds) -> {path}")
   rows = [("anime_ae", {k: results.summarize(v) for k, v in metrics.items()})] + list(base.items())
   for m, ms in rows:
@@ -249,15 +261,16 @@ def write_ranking(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> 
                                     for k in RANK_METRICS), flush=True)
 
 
-def write_mae(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> None:
+def write_mae(folder: results.ResultFolder, dataset: str, cfg, r: dict, seeds: list[int],
+              wall: float) -> None:
   reduction = 1 - np.mean(r["ae_mae"]) / np.mean(r["user_mean_mae"])
   metrics = {"mae": r["ae_mae"], "mae/user_mean": r["user_mean_mae"],
              "mae_normalised": r["ae_mae_normalised"],
              "mae_normalised/user_mean": r["user_mean_mae_normalised"]}
-  path = results.write_result(
+  path = folder.write_result(
       name=f"anime_ae_{_TAG.value}_{_TAGS[dataset]}_rating_mae", dataset=dataset,
       protocol="rating_mae", model="anime_ae", config=ae_sections(cfg), metrics=metrics,
-      seeds=seeds, wall_seconds=wall, results_dir=_OUT_DIR.value,
+      seeds=seeds, wall_seconds=wall,
       extra={"mae_reduction_vs_user_mean": float(reduction), "num_targets": r["num_targets"],
              "ae_best_step": r["ae_best_step"], "ae_train_seconds": r["ae_train_seconds"]})
   print(f"{dataset} rating MAE ({len(seeds)} seeds): ae {np.mean(r['ae_mae']):.4f}±"
@@ -266,29 +279,39 @@ def write_mae(dataset: str, cfg, r: dict, seeds: list[int], wall: float) -> None
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cfg = _CONFIG.value
-  seeds = [int(s) for s in _SEEDS.value]
+  try:
+    seeds = common.parse_seeds(_SEEDS.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  unknown = [d for d in _DATASETS.value if d not in _TAGS]
+  if unknown:
+    raise app.UsageError(f"--datasets: unknown {unknown}; known: {sorted(_TAGS)}")
+  unknown = [p for p in _PARTS.value if p not in ("ranking", "mae", "benchmark")]
+  if unknown:
+    raise app.UsageError(f"--parts: unknown {unknown}; known: ranking, mae, benchmark")
+  folder = common.result_folder(result_names(_DATASETS.value, _PARTS.value, _TAG.value),
+                                flag="out_dir")
   for dataset in _DATASETS.value:
-    if dataset not in _TAGS:
-      raise app.UsageError(f"unknown dataset {dataset!r}; known: {sorted(_TAGS)}")
     t0 = time.perf_counter()
     if "ranking" in _PARTS.value:
-      run_ranking(dataset, cfg, seeds,
-                  lambda r, done: write_ranking(dataset, cfg, r, done, time.perf_counter() - t0))
+      run_ranking(dataset, cfg, seeds, lambda r, done: write_ranking(
+          folder, dataset, cfg, r, done, time.perf_counter() - t0))
     t0 = time.perf_counter()
     if "mae" in _PARTS.value:
-      run_mae(dataset, cfg, seeds,
-              lambda r, done: write_mae(dataset, cfg, r, done, time.perf_counter() - t0))
+      run_mae(dataset, cfg, seeds, lambda r, done: write_mae(
+          folder, dataset, cfg, r, done, time.perf_counter() - t0))
   if "benchmark" in _PARTS.value:
     t0 = time.perf_counter()
     r = run_benchmark(cfg)
-    path = results.write_result(
+    path = folder.write_result(
         name="anime_ae_holdout_benchmark", dataset="anime", protocol="speed", model="anime_ae",
         config={"model": r["model"], "profile_items": r["profile_items"]},
         metrics={"batched_seconds": r["batched_seconds"], "loop_seconds": r["loop_seconds"],
                  "speedup": r["speedup"]}, seeds=[0], wall_seconds=time.perf_counter() - t0,
-        results_dir=_OUT_DIR.value, extra={"max_abs_diff_pred": r["max_abs_diff_pred"]})
+        extra={"max_abs_diff_pred": r["max_abs_diff_pred"]})
     print(f"holdout of a {r['profile_items']}-item profile: "
           f"batched {np.median(r['batched_seconds']):.3f} s, "
           f"loop {np.median(r['loop_seconds']):.3f} s, speedup {r['speedup']:.1f}x -> {path}")

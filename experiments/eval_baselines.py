@@ -9,7 +9,10 @@ chosen per seed on the validation users' NDCG@100 and the test users are reporte
 Protocol B (leave-one-out; ml1m, beauty, sports): fit on the training sequences, λ chosen
 on the validation targets (NDCG@10), test = last item with everything before it as input.
 
-Writes one file per model: <out_dir>/baseline_<model>_<dataset tag>_<protocol>.json.
+Writes one file per model: <out_dir>/baseline_<model>_<dataset tag>_<protocol>.json, with
+<out_dir> runs/results by default; the project's record takes --out_dir experiments/results
+(and --overwrite to replace its files). The folder, the files and the config are checked
+before the data is loaded.
 """
 from __future__ import annotations
 
@@ -22,21 +25,49 @@ from absl import logging
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import common
 from recsys_core import baselines
 from recsys_core import evaluation
-from recsys_core import results
 from recsys_core import splits
 from recsys_core.data import filters
 from recsys_core.data import load_dataset
 from recsys_core.data.types import Interactions
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "experiments/configs/baselines.py:<dataset>")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Folder holding the dataset folders (e.g. shared/data); default "
-    "$RECSYS_DATA_DIR. Not needed for the embedded anime data.")
-_SEEDS = flags.DEFINE_list("seeds", None, "Split seeds (overrides config.seeds).")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Result folder (default experiments/results).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The binary's flags (defined only when run as a binary, so that tests can import this
+  module beside the other binaries)."""
+  config_flags.DEFINE_config_file("config", None, "experiments/configs/baselines.py:<dataset>")
+  flags.DEFINE_string(
+      "data_dir", None, "Folder holding the dataset folders (e.g. shared/data); default "
+      "$RECSYS_DATA_DIR. Not needed for the embedded anime data.")
+  flags.DEFINE_list("seeds", None, "Split seeds (overrides config.seeds).")
+  common.define_result_flags("out_dir")
+  flags.mark_flag_as_required("config")
+
+
+def result_names(cfg) -> list[str]:
+  """The result file names (without .json) of config `cfg`, one per model."""
+  return [f"baseline_{model}_{cfg.tag}_{cfg.protocol}" for model in cfg.models]
+
+
+def check_run(cfg, seeds_flag: list[str] | None = None) -> list[int]:
+  """The split seeds (--seeds, else config.seeds) after checking them and the config fields
+  that would otherwise fail only after loading the data. Raises ValueError naming the flag
+  or field."""
+  seeds = common.parse_seeds(seeds_flag, cfg.seeds)
+  batch_size = cfg.get("batch_size")
+  if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    raise ValueError(f"config.batch_size={batch_size!r}: must be an integer >= 1 (users "
+                     "scored per batch)")
+  unknown = [m for m in cfg.models if m not in ("popularity", "ease")]
+  if unknown:
+    raise ValueError(f"config.models: unknown models {unknown}; known: popularity, ease")
+  if "ease" in cfg.models and not cfg.get("ease_l2_grid"):
+    raise ValueError("config.ease_l2_grid: give one or more λ values for EASE")
+  return seeds
 
 
 def preprocess(x: Interactions, cfg) -> Interactions:
@@ -115,11 +146,17 @@ def _stats(x: Interactions) -> dict[str, int]:
 
 
 def main(argv):
-  del argv
-  cfg = _CONFIG.value
-  seeds = [int(s) for s in (_SEEDS.value or cfg.seeds)]
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cfg = FLAGS.config
+  try:
+    seeds = check_run(cfg, FLAGS.seeds)
+    _split_fn(cfg)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  folder = common.result_folder(result_names(cfg), flag="out_dir")
   start = time.perf_counter()
-  raw = load_dataset(cfg.dataset, _DATA_DIR.value)
+  raw = load_dataset(cfg.dataset, FLAGS.data_dir)
   x = preprocess(raw, cfg)
   data_stats = {"raw": _stats(raw), "preprocessed": _stats(x)}
   logging.info("%s: %s -> %s (load + preprocess %.1f s)", cfg.dataset, data_stats["raw"],
@@ -143,7 +180,7 @@ def main(argv):
 
   config_record = cfg.to_dict()
   config_record["data_stats"] = data_stats
-  config_record["data_dir"] = _DATA_DIR.value or (
+  config_record["data_dir"] = FLAGS.data_dir or (
       "(embedded)" if cfg.dataset == "anime" else "$RECSYS_DATA_DIR")
   for model, rec in per_model.items():
     metrics = {k: [t[k] for t in rec["test"]] for k in cfg.report_metrics}
@@ -158,16 +195,17 @@ def main(argv):
           {f"{l2:g}": {"val_" + cfg.selection_metric: g["val"][cfg.selection_metric],
                        "fit_seconds": g["fit_seconds"]} for l2, g in d["grid"].items()}
           for d in rec["details"]]
-    path = results.write_result(
+    path = folder.write_result(
         name=f"baseline_{model}_{cfg.tag}_{cfg.protocol}", dataset=cfg.dataset,
         protocol=cfg.protocol, model=model, config=model_config, metrics=metrics, seeds=seeds,
-        wall_seconds=rec["seconds"], results_dir=_OUT_DIR.value, extra=extra)
+        wall_seconds=rec["seconds"], extra=extra)
     summary = ", ".join(f"{k}={np.mean(metrics[k]):.4f}±{np.std(metrics[k]):.4f}"
                         for k in cfg.report_metrics)
     logging.info("%s %s (%.1f s): %s -> %s", model, cfg.tag, rec["seconds"], summary, path)
     print(f"{model:10s} {cfg.tag}: {summary}")
+    print("wrote", path)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
+  define_flags()
   app.run(main)

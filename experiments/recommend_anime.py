@@ -9,16 +9,21 @@ Profile: original item ids (the Anime_ID of the anime subsample) with optional r
 `item_id,rating` (empty rating = unrated). Plan-to-watch: the anime data has no plan-to-watch
 lists, so the user supplies theirs with `--plan_to_watch ID,...` or `--plan_to_watch_csv`
 (one `item_id` column); `--filter_plan_to_watch=false` lets them be recommended.
-Unknown ids and malformed ratings are errors that name the id (and the CSV line).
+Unknown ids and malformed ratings are errors that name the id (and the CSV line); a --model
+file that is not an autoencoder model written by experiments/train_anime_ae.py (a Phoenix
+checkpoint, a CSV, ...) is an error saying so, before anything is loaded.
 Names come from anime_info (embedded data, or --data_dir) when the model is an anime model.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
+import os
 import sys
 from typing import Optional
+import zipfile
 
 from absl import app
 from absl import flags
@@ -38,7 +43,8 @@ _MIX = flags.DEFINE_float("mix", None, "Presence/rating mix in [0, 1] (0 = ratin
                           "1 = presence only); default: the model's config (0.2).")
 _NICHE = flags.DEFINE_float("niche_boost", None,
                             "Niche boost in [0, 1]; default: the config's (0).")
-_TOP_K = flags.DEFINE_integer("top_k", None, "How many recommendations.")
+_TOP_K = flags.DEFINE_integer("top_k", None, "How many recommendations (>= 1); default: "
+                              "the model's config.", lower_bound=1)
 _EXPLAIN = flags.DEFINE_boolean("explain", True, "Show the profile items behind each one.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders, for names.")
 _NAMES = flags.DEFINE_boolean("names", True, "Load anime names (anime models only).")
@@ -46,6 +52,65 @@ _NAMES = flags.DEFINE_boolean("names", True, "Load anime names (anime models onl
 
 class ProfileError(ValueError):
   """A profile entry could not be used (unknown id, bad rating, malformed CSV)."""
+
+
+class ModelFileError(ValueError):
+  """--model is not an autoencoder model file of experiments/train_anime_ae.py."""
+
+
+# What TrainedAE.save writes (recsys_core.train.save_params): a no-pickle .npz whose
+# "__spec__" JSON lists the leaves (keys under "params", "item_ids", ...) and holds the
+# metadata with the AE config and the rating transform.
+_SPEC_KEY = "__spec__"
+_META_KEYS = ("config", "transform")
+_TREE_KEYS = ("params", "item_ids")
+
+
+def check_model_file(path: str) -> None:
+  """Raises ModelFileError unless `path` looks like a TrainedAE.save file (cheap: reads the
+  file's spec, not its arrays)."""
+  what = (f"--model={path} is not an autoencoder model saved by experiments/train_anime_ae.py "
+          "(<workdir>/model.npz)")
+  if not os.path.isfile(path):
+    raise ModelFileError(f"--model={path}: no such file")
+  try:
+    z = np.load(path, allow_pickle=False)
+  except ValueError:  # numpy reads anything that is not .npy/.npz as a pickle
+    raise ModelFileError(f"{what}: not a NumPy .npz file") from None
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
+    raise ModelFileError(f"{what}: unreadable ({type(e).__name__}: {e})") from None
+  if not isinstance(z, np.lib.npyio.NpzFile):
+    raise ModelFileError(f"{what}: a single .npy array, not an .npz model file")
+  with z:
+    if _SPEC_KEY not in z.files:
+      raise ModelFileError(f"{what}: an .npz without the parameter-file spec")
+    try:
+      spec = json.loads(str(z[_SPEC_KEY]))
+    except (ValueError, zipfile.BadZipFile) as e:
+      raise ModelFileError(f"{what}: damaged spec ({e})") from None
+  meta = spec.get("metadata") if isinstance(spec, dict) else None
+  tree = spec.get("tree") if isinstance(spec, dict) else None
+  if not isinstance(meta, dict) or not isinstance(tree, list):
+    raise ModelFileError(f"{what}: damaged spec")
+  tops = {str(leaf["keys"][0][1]) for leaf in tree
+          if isinstance(leaf, dict) and leaf.get("keys")}
+  missing = ([f"metadata.{k}" for k in _META_KEYS if not isinstance(meta.get(k), dict)]
+             + [k for k in _TREE_KEYS if k not in tops])
+  if missing:
+    raise ModelFileError(f"{what}: it has no {', '.join(missing)} (a training checkpoint "
+                         "such as best_params.npz holds parameters only)")
+
+
+def load_model(path: str) -> TrainedAE:
+  """TrainedAE.load after `check_model_file`; a file that passes the check but does not load
+  is a ModelFileError too."""
+  check_model_file(path)
+  try:
+    return TrainedAE.load(path)
+  except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    raise ModelFileError(f"--model={path} is not an autoencoder model saved by "
+                         f"experiments/train_anime_ae.py, or one of another version "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def _parse_id(token: str, where: str) -> int:
@@ -129,7 +194,11 @@ def parse_ids(model: TrainedAE, ids: list[str], csv_path: Optional[str]) -> np.n
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  model = TrainedAE.load(_MODEL.value)
+  try:
+    model = load_model(_MODEL.value)
+  except ModelFileError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   cfg = model.config.recommend
   overrides = {k: v for k, v in (("mix", _MIX.value), ("niche_boost", _NICHE.value),
                                  ("top_k", _TOP_K.value)) if v is not None}

@@ -16,7 +16,9 @@ each user's list, for: the Phoenix ranking model, the same model without the tra
 (`ablation`, num_layers=0), and a popularity prior (per-item label rates on training lists).
 Model selection on the validation lists; all numbers in the result file are test lists.
 Resumable per model (<workdir>/<model>/ via recsys_core.train.fit). Writes
-experiments/results/phoenix_ranking_<tag>.json (or --results_dir).
+<results_dir>/phoenix_ranking_<tag>.json, runs/results by default; the project's record takes
+--results_dir experiments/results (and --overwrite to replace its file). Folder and file are
+checked before any data is read.
 """
 from __future__ import annotations
 
@@ -141,8 +143,21 @@ def train_one(cfg, mcfg: RankingConfig, data, authors, workdir: str) -> dict[str
           "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))}
 
 
-def run(cfg, workdir: str, data_dir: Optional[str] = None, results_dir: Optional[str] = None,
-        write: bool = True) -> dict[str, Any]:
+def result_name(cfg) -> str:
+  return f"phoenix_ranking_{cfg.tag}"
+
+
+def run(cfg, workdir: str, data_dir: Optional[str] = None,
+        results_dir: Optional[str | results.ResultFolder] = None, write: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
+  """Trains and evaluates; with `write`, writes the result file to `results_dir` (default
+  runs/results, or a results.ResultFolder already checked), refusing an existing file
+  unless `overwrite` before any data is loaded."""
+  folder = None
+  if write:
+    folder = (results_dir if isinstance(results_dir, results.ResultFolder)
+              else results.ResultFolder(results_dir, overwrite))
+    folder.claim([result_name(cfg)])
   start = time.perf_counter()
   data, authors, data_info = load(cfg, data_dir)
   mcfg = _model_config(cfg)
@@ -167,7 +182,7 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None, results_dir: Optional
   record = {"models": {k: {kk: vv for kk, vv in v.items() if kk != "task"}
                        for k, v in out.items()},
             "wall_seconds": time.perf_counter() - start, "data_stats": stats}
-  if write:
+  if folder is not None:
     metrics = {}
     for name, v in out.items():
       prefix = "" if name == "phoenix" else f"{name}/"
@@ -185,25 +200,28 @@ def run(cfg, workdir: str, data_dir: Optional[str] = None, results_dir: Optional
                               "per-head AUC/RCE/calibration over defined labels of all test "
                               "lists; ndcg = NDCG of the weighted score per list (gains 2^rel-1, "
                               "rel: favorite 2, other engagement 1, not_interested/negative 0)"}
-    path = results.write_result(
-        name=f"phoenix_ranking_{cfg.tag}", dataset=cfg.dataset, protocol="ranking",
+    path = folder.write_result(
+        name=result_name(cfg), dataset=cfg.dataset, protocol="ranking",
         model="phoenix_ranking", config=config, metrics=metrics, seeds=[cfg.seed],
-        wall_seconds=record["wall_seconds"], results_dir=results_dir, extra=extra)
+        wall_seconds=record["wall_seconds"], extra=extra)
     record["path"] = path
     logging.info("wrote %s", path)
   return record
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cfg = FLAGS.config
+  folder = None if FLAGS.no_result else common.result_folder([result_name(cfg)])
   workdir = FLAGS.workdir or f"/tmp/phoenix_ranking_{cfg.tag}"
-  record = run(cfg, workdir, FLAGS.data_dir, FLAGS.results_dir,
-               write=not FLAGS.no_result)
+  record = run(cfg, workdir, FLAGS.data_dir, folder, write=folder is not None)
   for name, v in record["models"].items():
     shown = {k: round(val, 4) for k, val in v["test"].items()
              if k.startswith(("auc/", "rce/")) or k == "ndcg"}
     print(json.dumps({name: shown}))
+  if "path" in record:
+    print("wrote", record["path"])
 
 
 if __name__ == "__main__":

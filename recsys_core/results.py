@@ -2,6 +2,11 @@
 
 Every number quoted in the docs comes from one of these files, which record the command,
 git commit, date, machine and wall time of the run that produced them.
+
+Where they go: a binary writes to DEFAULT_OUTPUT_DIR (runs/results under the working
+directory, git-ignored) unless it is given a folder; the project's record, RECORD_DIR
+(the tracked experiments/results/), is written only when named explicitly, and an existing
+file is never replaced without overwrite=True (`ResultFolder` checks both before any work).
 """
 from __future__ import annotations
 
@@ -16,8 +21,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-DEFAULT_RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   "experiments", "results")
+# The project's record (tracked): written only when a binary is given it explicitly.
+RECORD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "experiments", "results")
+# Where readers look for the record (e.g. experiments.compare --own_runs_dir): RECORD_DIR.
+DEFAULT_RESULTS_DIR = RECORD_DIR
+# Where result files go when no folder is given (relative to the working directory).
+DEFAULT_OUTPUT_DIR = os.path.join("runs", "results")
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
@@ -126,14 +136,63 @@ def save_record(record: Mapping[str, Any], path: str, overwrite: bool = True) ->
 def write_result(*, name: str, dataset: str, protocol: str, model: str,
                  config: Mapping[str, Any], metrics: Mapping[str, Any], seeds: Sequence[int],
                  wall_seconds: float, results_dir: str | None = None,
-                 extra: Mapping[str, Any] | None = None, overwrite: bool = True) -> str:
-  """Writes <results_dir>/<name>.json (`make_record`, default folder experiments/results)
-  and returns its path; with overwrite=False an existing file raises FileExistsError."""
+                 extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> str:
+  """Writes <results_dir>/<name>.json (`make_record`; default folder DEFAULT_OUTPUT_DIR,
+  runs/results under the working directory) and returns its path. An existing file raises
+  FileExistsError naming it unless overwrite=True."""
   record = make_record(name=name, dataset=dataset, protocol=protocol, model=model,
                        config=config, metrics=metrics, seeds=seeds,
                        wall_seconds=wall_seconds, extra=extra)
-  return save_record(record, os.path.join(results_dir or DEFAULT_RESULTS_DIR, f"{name}.json"),
+  return save_record(record, os.path.join(results_dir or DEFAULT_OUTPUT_DIR, f"{name}.json"),
                      overwrite)
+
+
+class ResultFolder:
+  """The folder a binary writes its result files to, checked before any work.
+
+    folder = ResultFolder(flag_value, overwrite, flag="--results_dir")  # writable?
+    folder.claim(["baseline_ease_ml100k_strong_generalization"])      # none exists?
+    ...  # load data, train
+    path = folder.write_result(name=..., ...)  # rewritable by this run (after every seed)
+
+  `claim` raises FileExistsError naming the first existing file (unless `overwrite`); a
+  claimed or already written file may be rewritten by the same run (binaries that rewrite
+  their result after every seed). Other paths in the folder (plots) go through `path` /
+  `claim` with their extension.
+  """
+
+  def __init__(self, folder: str | None = None, overwrite: bool = False,
+               flag: str = "--results_dir"):
+    self.dir = folder or DEFAULT_OUTPUT_DIR
+    self.overwrite = bool(overwrite)
+    self.flag = flag
+    self._own: set[str] = set()
+    try:
+      os.makedirs(self.dir, exist_ok=True)
+    except OSError as e:
+      raise ValueError(f"{flag}={self.dir!r}: cannot create the folder ({e.strerror})") from None
+    if not os.access(self.dir, os.W_OK | os.X_OK):
+      raise ValueError(f"{flag}={self.dir!r}: the folder is not writable")
+
+  def path(self, name: str, ext: str = ".json") -> str:
+    """<folder>/<name><ext>."""
+    return os.path.join(self.dir, f"{name}{ext}")
+
+  def claim(self, names: Sequence[str], ext: str = ".json") -> list[str]:
+    """Checks that no <folder>/<name><ext> exists (unless overwrite) and marks them as this
+    run's; returns the paths. Raises FileExistsError naming the file."""
+    paths = [self.path(n, ext) for n in names]
+    for p in paths:
+      if p not in self._own and not self.overwrite and os.path.exists(p):
+        raise FileExistsError(f"{p} exists and is not replaced silently: pass --overwrite "
+                              f"to replace it, or choose another {self.flag} or name")
+    self._own.update(paths)
+    return paths
+
+  def write_result(self, *, name: str, **kwargs: Any) -> str:
+    """`write_result` into this folder (after `claim`ing the name); returns the path."""
+    self.claim([name])
+    return write_result(name=name, results_dir=self.dir, overwrite=True, **kwargs)
 
 
 def _json_default(obj):

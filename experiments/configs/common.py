@@ -115,13 +115,3 @@ def with_seed(cfg: config_dict.ConfigDict, seed: int) -> config_dict.ConfigDict:
     cfg.protocol.seed = seed
   return cfg
 
-
-def parse_seeds(values) -> list[int]:
-  """A --seeds flag's values as integers >= 0 (at least one), else ValueError naming it."""
-  try:
-    seeds = [int(v) for v in values]
-  except ValueError:
-    seeds = []
-  if not seeds or min(seeds) < 0:
-    raise ValueError(f"--seeds={','.join(map(str, values))}: must be one or more integers >= 0")
-  return seeds
