@@ -17,7 +17,7 @@ Variants, the same batches and the same initial parameters:
 Each round times `reps` jitted update steps of each variant, interleaved, over the same
 `reps` batches; the figure is the median over rounds of seconds per step. The loss of one
 step from the same state is recorded for both (they must agree: same loss, tested in
-tests/test_phoenix_training.py) together with the packed rows actually used.
+tests/phoenix/test_phoenix_training.py) together with the packed rows actually used.
 
 Shape glossary: B batch, S history window, I corpus items, M packed rows.
 """

@@ -243,7 +243,7 @@ def _commentary(runs, analysis) -> str:
         f"{a['loss_vs_1dev_max_rel_diff_first_10_steps']:.1e} apart (relative) over the "
         f"first 10 steps, {a['loss_vs_1dev_rel_diff_last_step']:.1e} at step "
         f"{len(last['losses'])} (float32 reduction order, amplified by Adam while it "
-        f"memorises 4 random batches; tests/test_parallel.py checks 5 steps). ")
+        f"memorises 4 random batches; tests/recsys_core/test_parallel.py checks 5 steps). ")
   text += (
       "The machine is "
       "shared with other jobs (load_average_before_after): rounds are interleaved so that "

@@ -201,7 +201,7 @@ def sharded_embedding_lookup(table: jax.Array, ids: jax.Array, mesh: Mesh, *,
 
   Under plain `jax.jit` with the table placed by `shard_params(..., P('model', None))`,
   XLA already partitions `jnp.take(table, ids, axis=0)` the same way (checked in
-  tests/test_parallel.py), so model code does not need to call this; it exists for code
+  tests/recsys_core/test_parallel.py), so model code does not need to call this; it exists for code
   that wants the partitioning spelled out rather than left to the SPMD partitioner.
   """
   shards = mesh.shape[table_axis]

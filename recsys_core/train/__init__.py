@@ -7,7 +7,7 @@
                workdir, eval_fn=..., config=...)
   params, meta = load_params(f"{workdir}/best_params.npz")   # inference
 
-Guarantees (tested in tests/test_train_*.py, tests/test_checkpoint*.py,
+Guarantees (tested in tests/recsys_core/test_train_*.py, tests/recsys_core/test_checkpoint*.py,
 tests/recsys_core/test_train_reliability.py):
   * kill -9 at any point, then `fit` again with the same arguments: resumes from the newest
     complete checkpoint and ends bit-identical (CPU) to an uninterrupted run.

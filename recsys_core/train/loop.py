@@ -40,7 +40,7 @@ an uninterrupted one (only "wall_time" and "steps_per_sec" differ). A config tha
 from the checkpoint's is allowed (e.g. more epochs) and logged as one "path: old -> new"
 line per changed field (`config_diff`).
 
-Guarantees (tests/test_train_*.py, tests/test_checkpoint.py,
+Guarantees (tests/recsys_core/test_train_*.py, tests/recsys_core/test_checkpoint.py,
 tests/recsys_core/test_train_reliability.py):
   * kill -9 at any point, then `fit` again: bit-identical (CPU) to an uninterrupted run.
   * damaged checkpoints: a damaged newest checkpoint is moved aside and the previous one

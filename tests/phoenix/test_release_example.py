@@ -6,7 +6,8 @@ PhoenixRetrievalModelConfig(...).make() -> forward, and checks the release's doc
 shapes and dtypes. Retrieval: the user and candidate representations are float32 with unit L2
 norm whatever the fprop dtype (the release normalises both in float32). Also a direct port of
 the release's test_recsys_retrieval_model.py::test_candidate_representation_normalized.
-The tiny-model tests (tests/test_phoenix_*.py) run in float32; these cover the bfloat16 default.
+The tiny-model tests (tests/phoenix/test_phoenix_*.py) run in float32; these cover the
+bfloat16 default.
 """
 import functools
 

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from recsys_core import train
-from tests._train_worker import loop_config, make_run
+from tests.recsys_core._train_worker import loop_config, make_run
 
 N, D, B = 64, 4, 16
 

@@ -220,7 +220,7 @@ def _real_dir():
   env = os.environ.get("RECSYS_DATA_DIR")
   if env:
     return env
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   sibling = os.path.join(os.path.dirname(repo), "shared", "data")
   return sibling if os.path.isdir(sibling) else None
 

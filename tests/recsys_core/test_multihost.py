@@ -1,7 +1,7 @@
 """Two processes on 127.0.0.1 (jax.distributed + gloo CPU collectives), 2 CPU devices each,
 train on a global batch and must match the same training on one device.
 
-Each process runs tests/_multihost_worker.py::check_multiprocess_training (tolerance
+Each process runs tests/recsys_core/_multihost_worker.py::check_multiprocess_training (tolerance
 rtol=1e-5, atol=1e-6 on losses and parameters after 5 steps) and reports its result.
 """
 import socket
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests import _multihost_worker as worker
+from tests.recsys_core import _multihost_worker as worker
 
 NUM_PROCESSES = 2
 

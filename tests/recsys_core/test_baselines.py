@@ -99,7 +99,7 @@ def test_eval_baselines_binary_writes_result_files(tmp_path):
       rows.append(f"{user}\t{item}\t{rng.integers(1, 6)}\t{880000000 + len(rows)}")
   (folder / "u.data").write_text("\n".join(rows) + "\n")
   out = tmp_path / "results"
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.eval_baselines",
        "--config", os.path.join(root, "experiments/configs/baselines.py") + ":ml100k",

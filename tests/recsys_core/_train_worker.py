@@ -1,7 +1,7 @@
 """A tiny MLP regression trained with recsys_core.train, for the training-loop tests.
 
 In-process: `make_run(...)` returns what `fit` needs. As a script (the kill/resume test):
-  python tests/_train_worker.py WORKDIR NUM_STEPS [STEP_SLEEP_SECONDS]
+  python tests/recsys_core/_train_worker.py WORKDIR NUM_STEPS [STEP_SLEEP_SECONDS]
 trains in WORKDIR (resuming if it holds a checkpoint), then writes WORKDIR/final_params.npz
 and WORKDIR/result.json. STEP_SLEEP_SECONDS slows batch_fn down so the test can kill the
 process mid-run.

@@ -11,7 +11,7 @@ from recsys_core import data
 from recsys_core.data import attributes
 from recsys_core.data import loaders
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _real_data_dir():

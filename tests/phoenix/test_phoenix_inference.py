@@ -177,5 +177,5 @@ def test_inference_imports_no_training_code():
           "print(sorted(m for m in sys.modules if m.startswith('phoenix.') and "
           "m.endswith('.task')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True, cwd=pathlib.Path(__file__).resolve().parents[1]).stdout
+                       check=True, cwd=pathlib.Path(__file__).resolve().parents[2]).stdout
   assert out.strip() == "[]", out

@@ -4,8 +4,8 @@ The pytest process keeps its single CPU device; these checks need JAX started wi
 (fake) CPU devices or joined to other processes, which only works before JAX initialises,
 hence a subprocess per configuration:
 
-  python tests/_multihost_worker.py devices 8            # one process, 8 CPU devices
-  python tests/_multihost_worker.py process PID 2 PORT   # one of 2 processes, 2 devices each
+  python tests/recsys_core/_multihost_worker.py devices 8           # one process, 8 devices
+  python tests/recsys_core/_multihost_worker.py process PID 2 PORT  # 1 of 2, 2 devices each
 
 Each run prints one line `RESULT {json}` mapping check name → "ok" or the failure's
 traceback (plus a few facts), so a test reports exactly which check failed.
@@ -33,7 +33,7 @@ ROWS, DIM = 64, 8  # embedding table: rows divisible by every 'model' axis size 
 NEGATIVES = 6  # ids shared by the whole batch (not per example): a replicated batch leaf
 SHARED = ("negatives",)  # `replicated=` of shard_batch / host_local_rows
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ---------------------------------------------------------------- the shared training problem

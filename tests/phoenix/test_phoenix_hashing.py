@@ -22,7 +22,7 @@ def test_hashes_are_deterministic_across_processes():
           f"ids = np.array({IDS.tolist()}); "
           "print(json.dumps({k: hashing.hash_ids(ids, 3, 1009, k).tolist() "
           "for k in ('user', 'item', 'author')}))")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = {**os.environ, "PYTHONHASHSEED": "12345", "JAX_PLATFORMS": "cpu",
          "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
   out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True,

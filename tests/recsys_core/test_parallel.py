@@ -2,9 +2,9 @@
 
 The multi-device checks (data parallel on 8 fake CPU devices vs 1 device; data x model with
 a row-sharded embedding table; sharded lookup and its gradient) live in
-tests/_multihost_worker.py and run in ONE subprocess started with 8 CPU devices, shared by
-all tests here (and by pytest-xdist workers). Tolerance: rtol=1e-5, atol=1e-6 on losses and
-parameters after 5 Adam steps of recsys_core.train.make_update_fn (float32, different
+tests/recsys_core/_multihost_worker.py and run in ONE subprocess started with 8 CPU devices,
+shared by all tests here (and by pytest-xdist workers). Tolerance: rtol=1e-5, atol=1e-6 on
+losses and parameters after 5 Adam steps of recsys_core.train.make_update_fn (float32, different
 reduction order); the lookup itself is exact and its gradient within 1e-6.
 """
 import jax
@@ -15,7 +15,7 @@ from absl.testing import flagsaver
 
 from recsys_core import parallel
 from recsys_core.parallel import flags as parallel_flags
-from tests import _multihost_worker as worker
+from tests.recsys_core import _multihost_worker as worker
 
 
 @pytest.fixture(scope="module")

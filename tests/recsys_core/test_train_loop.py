@@ -14,7 +14,7 @@ import pytest
 
 from recsys_core import train
 from recsys_core.train import loop as train_loop
-from tests._train_worker import loop_config, make_run
+from tests.recsys_core._train_worker import loop_config, make_run
 
 
 def _params_equal(a, b):

@@ -1,7 +1,7 @@
 """Reliability: training killed with SIGKILL resumes to the same result as an uninterrupted run.
 
-Three processes run tests/_train_worker.py (a tiny MLP with dropout, AdamW, warm-up + cosine,
-clipping, EpochBatcher order, checkpoints every 10 steps, evals every 10 steps):
+Three processes run tests/recsys_core/_train_worker.py (a tiny MLP with dropout, AdamW,
+warm-up + cosine, clipping, EpochBatcher order, checkpoints every 10 steps, evals every 10 steps):
   reference: NUM_STEPS uninterrupted;
   victim:    the same, slowed down, SIGKILLed at a random moment after its first checkpoint
              was committed (often mid-save: a save takes a good part of each 10 steps);
