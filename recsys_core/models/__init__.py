@@ -19,6 +19,8 @@ from recsys_core.models.base import Fitted
 BUILTIN = {
     "popularity": "recsys_core.models.popularity",
     "ease": "recsys_core.models.ease",
+    "mult_vae": "recsys_core.models.mult_vae",
+    "recvae": "recsys_core.models.recvae",
     "anime_ae": "anime_ae.adapter",
     "phoenix_retrieval": "phoenix.retrieval.adapter",
 }
