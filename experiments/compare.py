@@ -48,6 +48,8 @@ def define_flags() -> None:
   flags.DEFINE_bool("overwrite", False, "Replace an existing result file.")
   flags.DEFINE_string("own_runs_dir", results.DEFAULT_RESULTS_DIR,
                       "Where the models' own result files are looked up.")
+  flags.DEFINE_list("references", [], "<model spec>=<result file> of a model's own earlier "
+                    "runs with one value per seed, shown beside the comparison's values.")
 
 
 def model_configs(dataset: str, spec: str, seeds: list[int], data_dir):
@@ -78,10 +80,18 @@ def main(argv):
     protocol = next(iter(configs.values()))[0].protocol.name
     name = f"compare_{FLAGS.dataset}_{protocol}"
     target = runs.result_target(FLAGS.results_dir, name, FLAGS.overwrite)
+    bad = [item for item in FLAGS.references if "=" not in item]
+    if bad:
+      raise ValueError(f"--references: {bad[0]!r} is not <model spec>=<result file>")
+    references = dict(item.split("=", 1) for item in FLAGS.references)
+    for spec, path in references.items():
+      if spec not in configs or not os.path.isfile(path):
+        raise ValueError(f"--references: {spec}={path}: needs a model of --models and an "
+                         "existing result file")
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   record = comparison.run(configs, name=name, runs_root=FLAGS.runs_root,
-                          own_runs_dir=FLAGS.own_runs_dir)
+                          own_runs_dir=FLAGS.own_runs_dir, references=references)
   results.save_record(record, os.path.join(FLAGS.runs_root, f"{name}.json"))
   print(comparison.table(record, _KEYS[protocol]))
   if target:

@@ -38,8 +38,21 @@ def own_runs(results_dir: Optional[str]) -> dict[str, dict]:
   return out
 
 
+def reference_runs(record: Mapping[str, Any], file: str, seed: int) -> Optional[dict]:
+  """The seed's metrics of a result record holding one value per seed (its "seeds" list
+  aligned with each metric's "values"), as an own-run entry; None if the seed is absent."""
+  seeds = list(record.get("seeds", []))
+  if seed not in seeds:
+    return None
+  i = seeds.index(seed)
+  metrics = {k: v["values"][i] for k, v in record["metrics"].items()
+             if isinstance(v, Mapping) and len(v.get("values", [])) == len(seeds)}
+  return dict(metrics=metrics, _file=os.path.basename(file))
+
+
 def run(configs: Mapping[str, Sequence[Any]], *, name: str, runs_root: str,
-        own_runs_dir: Optional[str] = None, metrics: Sequence[str] = ()) -> dict[str, Any]:
+        own_runs_dir: Optional[str] = None, metrics: Sequence[str] = (),
+        references: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
   """Runs every model's configs (one per seed) through the pipeline; returns the record.
 
   Args:
@@ -48,6 +61,9 @@ def run(configs: Mapping[str, Sequence[Any]], *, name: str, runs_root: str,
     runs_root: folder of the run folders.
     own_runs_dir: where to look for the models' own result files (same fingerprint).
     metrics: the metric keys to summarise (default: all test metrics of the first run).
+    references: {model label: result file} of the model's own earlier runs with one value
+      per seed (e.g. written by another binary, without a fingerprint): the same seed's
+      values are put beside the comparison's, as for a fingerprint match.
 
   Raises:
     ValueError: the runs of one seed were not on the same split.
@@ -68,6 +84,11 @@ def run(configs: Mapping[str, Sequence[Any]], *, name: str, runs_root: str,
     keys = list(metrics) or list(pipeline.test_metrics(runs[0]))
     values = {k: [pipeline.test_metrics(r)[k] for r in runs] for k in keys}
     own = [known.get(r["fingerprint"]) for r in runs]
+    if references and label in references:
+      with open(references[label]) as f:
+        ref = json.load(f)
+      own = [o or reference_runs(ref, references[label], r["seeds"][0])
+             for o, r in zip(own, runs)]
     models[label] = {
         "status": "ok", "model": runs[0]["model"], "config": runs[0]["config"],
         "seeds": [r["seeds"][0] for r in runs],
@@ -76,9 +97,9 @@ def run(configs: Mapping[str, Sequence[Any]], *, name: str, runs_root: str,
         "fit_seconds": [r["fit_seconds"] for r in runs],
         "run_dirs": [r["run_dir"] for r in runs],
         "own_runs": [None if o is None else {
-            "file": o["_file"], "metrics": pipeline.test_metrics(o),
+            "file": o["_file"], "metrics": _own_metrics(o),
             "relative_difference": {k: _relative(pipeline.test_metrics(r)[k],
-                                                 pipeline.test_metrics(o).get(k))
+                                                 _own_metrics(o).get(k))
                                     for k in keys}} for r, o in zip(runs, own)]}
     for k, v in values.items():
       summary[f"{label}/{k}"] = v
@@ -94,20 +115,38 @@ def run(configs: Mapping[str, Sequence[Any]], *, name: str, runs_root: str,
   return record
 
 
+def _own_metrics(own: Mapping[str, Any]) -> dict[str, float]:
+  """Test metrics of an own-run entry: a pipeline record or a `reference_runs` entry."""
+  if "fingerprint" in own:
+    return pipeline.test_metrics(own)
+  return dict(own["metrics"])
+
+
 def _relative(value: float, reference: Optional[float]) -> Optional[float]:
   if reference is None or reference == 0:
     return None
   return (value - reference) / abs(reference)
 
 
+def own_run_gap(model: Mapping[str, Any], key: str) -> Optional[float]:
+  """The largest |relative difference| on `key` between a model's comparison runs and its
+  own runs (None when no seed has an own run)."""
+  gaps = [abs(o["relative_difference"][key]) for o in model.get("own_runs") or []
+          if o is not None and o["relative_difference"].get(key) is not None]
+  return max(gaps) if gaps else None
+
+
 def table(record: Mapping[str, Any], keys: Sequence[str]) -> str:
-  """A plain-text table: one row per model, test mean ± std over its seeds."""
-  lines = [f"{'model':28s} " + " ".join(f"{k:>17s}" for k in keys) + "  seeds"]
+  """A plain-text table: one row per model, test mean ± std over its seeds, and the largest
+  relative gap to its own runs on the first key."""
+  lines = [f"{'model':28s} " + " ".join(f"{k:>17s}" for k in keys)
+           + f"  seeds  own-run max |gap| ({keys[0]})"]
   for label, m in record["models"].items():
     cells = []
     for k in keys:
       s = m["metrics"].get(k)
       cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
+    gap = own_run_gap(m, keys[0])
     lines.append(f"{label:28s} " + " ".join(f"{c:>17s}" for c in cells)
-                 + f"  {len(m['seeds'])}")
+                 + f"  {len(m['seeds']):5d}  " + ("-" if gap is None else f"{gap:.2%}"))
   return "\n".join(lines)

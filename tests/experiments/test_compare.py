@@ -69,3 +69,23 @@ def test_binary_checks_everything_before_training(tmp_path):
   assert "ease:quick" in ok.stdout and "popularity" in ok.stdout
   again = run("--models=popularity", "--seeds=0", f"--results_dir={tmp_path}/res")
   assert again.returncode != 0 and "exists; pass --overwrite" in again.stderr
+
+
+def test_a_reference_file_gives_each_seed_its_own_run_value(tmp_path):
+  """--references: a result file with one value per seed (another binary's, without a
+  fingerprint) is matched seed by seed, and the largest gap is what the table shows."""
+  configs = _configs(["popularity"], seeds=(0, 1))
+  first = comparison.run(configs, name="c", runs_root=str(tmp_path / "runs"))
+  got = first["models"]["popularity"]["metrics"]["ndcg@10"]["values"]
+  ref = {"seeds": [1, 0], "metrics": {"ndcg@10": {"values": [got[1] * 1.02, got[0]]}}}
+  path = tmp_path / "ref.json"
+  path.write_text(json.dumps(ref))
+  record = comparison.run(configs, name="c", runs_root=str(tmp_path / "runs"),
+                          references={"popularity": str(path)})
+  own = record["models"]["popularity"]["own_runs"]
+  assert [o["metrics"]["ndcg@10"] for o in own] == pytest.approx([got[0], got[1] * 1.02])
+  assert own[0]["relative_difference"]["ndcg@10"] == pytest.approx(0.0)
+  assert own[1]["relative_difference"]["ndcg@10"] == pytest.approx(1 / 1.02 - 1)
+  gap = comparison.own_run_gap(record["models"]["popularity"], "ndcg@10")
+  assert gap == pytest.approx(1 - 1 / 1.02)
+  assert f"{gap:.2%}" in comparison.table(record, ["ndcg@10"])
