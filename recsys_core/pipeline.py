@@ -123,7 +123,7 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   split = protocols.make_split(x, parsed.protocol)
   split_fingerprint = split.fingerprint()
   runs.check_data(run, split_fingerprint, x.source)
-  runs.save_items(run, split.train.item_ids)
+  runs.save_items(run, source.public_item_ids(parsed.data, split.train.item_ids))
   selection = split.with_validation_users(parsed.protocol.eval_users, parsed.seed)
   log.info("%s: %s, protocol %s", parsed.data.label, split.stats(), split.protocol)
 

@@ -3,7 +3,8 @@
   runs/<name>/
     config.json    {"fingerprint": ..., "config": {...}, "run_only": [...]}, written first
     data.json      the split's fingerprint: resuming on changed data is refused too
-    items.npy      the training items' own ids (index order), for serving raw ids
+    items.npy      the training items' public ids (index order; data.source.public_item_ids:
+                   MovieIDs for ML-1M, MyAnimeList ids for anime), for serving
     train/         the model's checkpoints and metrics.jsonl (recsys_core.train.fit)
     record.json    the result record, written last (atomically)
 

@@ -70,7 +70,7 @@ def _id(text: str, path: PathLike, line: int, field: str) -> int:
   return value
 
 
-def _read_pairs(path: str) -> dict[int, int]:
+def read_sasrec_item_map(path: str) -> dict[int, int]:
   """Reads `a b` integer pairs, one per line (e.g. sasrec_item_to_movieid.txt)."""
   raw = parsing.read_bytes(path)
   lines = parsing.normalize(raw, path).split(b"\n")
@@ -134,7 +134,7 @@ def load_ml1m_genres(movies_dat_path: PathLike, item_ids: np.ndarray,
   if item_map_path == "auto":
     item_map_path = find_file(os.path.dirname(os.fspath(movies_dat_path)), SASREC_ITEM_MAP)
   if item_map_path is not None:
-    mapping = _read_pairs(os.fspath(item_map_path))
+    mapping = read_sasrec_item_map(os.fspath(item_map_path))
     movie_ids = np.array([mapping.get(int(i), -1) for i in movie_ids], np.int64)
   labels = [movies[m][1][0] if m in movies and movies[m][1] else "" for m in movie_ids.tolist()]
   unknown = np.array([lab == "" for lab in labels], bool)

@@ -15,8 +15,11 @@ dense indices. Every field is checked by `DataConfig.validate()` before any file
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Optional
+
+import numpy as np
 
 from recsys_core.config import check
 from recsys_core.data import filters
@@ -123,3 +126,33 @@ def load(cfg: DataConfig) -> Interactions:
                      f"(rating_threshold={cfg.rating_threshold}, "
                      f"min_user_items={cfg.min_user_items})")
   return x
+
+
+def public_item_ids(cfg: DataConfig, item_ids: np.ndarray) -> np.ndarray:
+  """The ids a user of the dataset knows its items by, for [I] loader ids `item_ids`.
+
+  ML-1M (the SASRec file numbers its items 1..3416): the MovieLens MovieIDs, from
+  sasrec_item_to_movieid.txt beside it. The anime subsample (re-indexed 1..7390): the
+  MyAnimeList anime ids of item_id_to_mal_anime_id.csv, when every item has one. Every
+  other dataset, and the user's own files, already use their own ids: returned unchanged.
+  Models train on the loader's ids; this mapping is for what a served model takes and gives.
+  """
+  item_ids = np.asarray(item_ids)
+  if cfg.name == "ml-1m":
+    from recsys_core.data import attributes  # pylint: disable=g-import-not-at-top
+    folder = os.path.dirname(loaders.dataset_file("ml-1m", cfg.dir))
+    pairs = attributes.read_sasrec_item_map(
+        loaders.find_file(folder, attributes.SASREC_ITEM_MAP))
+    missing = [int(i) for i in item_ids if int(i) not in pairs]
+    if missing:
+      raise ValueError(f"{attributes.SASREC_ITEM_MAP}: no MovieID for items {missing[:5]}")
+    return np.array([pairs[int(i)] for i in item_ids], np.int64)
+  if cfg.name == "anime":
+    folder = (loaders.embedded_anime_dir() if cfg.dir is None else
+              os.path.join(loaders.resolve_data_dir(cfg.dir), loaders.DATASETS["anime"].folder))
+    mal = loaders.anime_info(folder, item_ids).mal_anime_id
+    if np.all(mal >= 0) and len(np.unique(mal)) == len(mal):
+      return mal
+    logging.warning("%s: not every item has a MyAnimeList id; serving the subsample's ids",
+                    folder)
+  return item_ids
