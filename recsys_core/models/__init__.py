@@ -21,6 +21,7 @@ BUILTIN = {
     "ease": "recsys_core.models.ease",
     "mult_vae": "recsys_core.models.mult_vae",
     "recvae": "recsys_core.models.recvae",
+    "sasrec": "recsys_core.models.sasrec",
     "anime_ae": "anime_ae.adapter",
     "phoenix_retrieval": "phoenix.retrieval.adapter",
 }
