@@ -56,8 +56,8 @@ import numpy as np
 
 from experiments import common
 from experiments import plots
-from experiments import train_phoenix_ranking
 from phoenix import batching
+from phoenix.ranking import data as ranking_data
 from phoenix import grok
 from phoenix.ranking.config import RankingConfig
 from phoenix.ranking.task import RankingTask
@@ -119,10 +119,10 @@ def retrieval_model_config(model: dict, **overrides) -> RetrievalConfig:
 
 def load_ranking_data(rcfg) -> tuple[SequenceData, Optional[np.ndarray], dict]:
   """(sequences, item authors or None, description) of the ranking section's dataset:
-  experiments/train_phoenix_ranking.py's loader with the section's data seed."""
+  phoenix.ranking.data.load with the section's data seed."""
   if rcfg.dataset not in ("synthetic", "anime"):
     raise ValueError(f"ranking dataset must be 'synthetic' or 'anime', got {rcfg.dataset!r}")
-  data, authors, info = train_phoenix_ranking.load(
+  data, authors, info = ranking_data.load(
       types.SimpleNamespace(dataset=rcfg.dataset, author=rcfg.author, seed=rcfg.data_seed),
       None)
   return data, authors, dict(info, author=rcfg.author)

@@ -154,7 +154,7 @@ def test_quick_training_beats_untrained_on_an_obvious_pattern():
 
 
 def _ranking_task(**kw):
-  from experiments.train_phoenix_ranking import synthetic_rated
+  from phoenix.ranking.data import synthetic_rated
   x = synthetic_rated(num_users=40, num_items=30, length=14)
   data = SequenceData.from_interactions(x)
   emb = EmbeddingConfig(emb_size=16, user_table_size=64, item_table_size=128,
