@@ -9,6 +9,7 @@ key the dataclass does not have, naming its dotted path and the keys it knows: a
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Mapping, TypeVar
 
@@ -52,13 +53,68 @@ def from_dict(cls: type[T], values: Any, where: str = "config") -> T:
   kwargs = {}
   for key, value in values.items():
     sub = _dataclass_type(hints.get(key))
-    kwargs[key] = from_dict(sub, value, f"{where}.{key}") if sub is not None else value
+    if sub is not None:     # a section: None means its defaults
+      kwargs[key] = from_dict(sub, value, f"{where}.{key}")
+    else:
+      kwargs[key] = _typed(value, hints.get(key), f"{where}.{key}")
   try:
     return cls(**kwargs)
   except (ValueError, TypeError) as e:
     if str(e).startswith(where):   # already names its dotted field
       raise
     raise type(e)(f"{where}: {e}") from None
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+  """`value` checked against the field's annotation `hint` (ints where floats are expected
+  become floats). Raises ValueError naming `where` for a value of another type or a
+  non-finite float; annotations it does not know are not checked."""
+  if _matches(value, hint):
+    return float(value) if hint is float and not isinstance(value, bool) else value
+  raise ValueError(f"{where}={value!r}: expected {_describe(hint)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if hint is None or hint is Any or isinstance(hint, typing.TypeVar):
+    return True
+  if hint is type(None):
+    return value is None
+  if origin is typing.Union:
+    return any(_matches(value, a) for a in args)
+  if origin is typing.Literal:
+    return value in args
+  if hint is bool:
+    return isinstance(value, bool)
+  if hint is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if hint is float:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+  if hint is str:
+    return isinstance(value, str)
+  if hint is tuple or origin is tuple:
+    if not isinstance(value, tuple):
+      return False
+    if len(args) == 2 and args[1] is Ellipsis:
+      return all(_matches(v, args[0]) for v in value)
+    return not args or (len(args) == len(value) and all(map(_matches, value, args)))
+  return True   # other annotations (arrays, callables, dataclass instances): not checked
+
+
+def _describe(hint: Any) -> str:
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin is typing.Union:
+    return " or ".join(_describe(a) for a in args)
+  if origin is typing.Literal:
+    return "one of " + ", ".join(repr(a) for a in args)
+  if hint is type(None):
+    return "None"
+  if hint is float:
+    return "a finite number"
+  if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+    return f"a list of {_describe(args[0])}"
+  return getattr(hint, "__name__", str(hint))
 
 
 def _dataclass_type(hint: Any) -> Any:
