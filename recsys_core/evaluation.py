@@ -54,6 +54,10 @@ def _evaluate(scorer: Scorer, inputs: Interactions, targets: Union[sparse.csr_ma
               users: np.ndarray, ks: Sequence[int], keys: Sequence[str], batch_size: int,
               what: str, log_every_seconds: float) -> dict[str, float]:
   """Shared loop: scores `users` batch by batch, returns mean metrics (+ 'num_users')."""
+  if int(batch_size) < 1:
+    raise ValueError(f"{what}: batch_size={batch_size}: must be >= 1")
+  if not ks or min(int(k) for k in ks) < 1:
+    raise ValueError(f"{what}: ks={tuple(ks)}: must be one or more cut-offs >= 1")
   batcher = UserBatcher(inputs)
   seen = _binary_csr(inputs)
   sums: dict[str, float] = {}

@@ -136,3 +136,21 @@ def test_evaluate_dispatches_on_protocol():
                     "ndcg@50", "mrr", "num_users"}
   with pytest.raises(ValueError, match="protocol"):
     evaluation.evaluate(TableScorer(table), "sampled", inputs, targets)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(batch_size=-1), "batch_size=-1: must be >= 1"),
+    (dict(batch_size=0), "batch_size=0: must be >= 1"),
+    (dict(ks=(0, 10)), r"ks=\(0, 10\): must be one or more cut-offs >= 1"),
+])
+def test_bad_batch_size_or_cutoffs_are_errors_not_empty_metrics(kwargs, message):
+  """batch_size=-1 used to return no metrics at all (the loop never ran)."""
+  from recsys_core import baselines
+  x = Interactions(users=np.array([0, 0, 1, 1], np.int32),
+                   items=np.array([0, 1, 1, 2], np.int32), ratings=None, order=None,
+                   user_ids=np.arange(2), item_ids=np.arange(3))
+  pop = baselines.Popularity().fit(x)
+  with pytest.raises(ValueError, match=message):
+    evaluation.evaluate_leave_one_out(pop, x, np.array([2, 0]), **kwargs)
+  with pytest.raises(ValueError, match=message):
+    evaluation.evaluate_strong_generalization(pop, x, x, **kwargs)
