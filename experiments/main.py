@@ -78,7 +78,7 @@ def main(argv):
   train_and_report(config, _WORKDIR.value, Holdout(profiles=50))
   print(f"\nModel saved to {_WORKDIR.value}/model.npz. Recommend for your own profile with:\n"
         f"  .venv/bin/python -m experiments.recommend_anime --model {_WORKDIR.value}/model.npz "
-        "--items ID:RATING,ID:RATING,...")
+        "--items ID:RATING,ID:RATING,...  (MyAnimeList anime ids)")
 
 
 if __name__ == "__main__":

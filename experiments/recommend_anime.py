@@ -1,10 +1,11 @@
 r"""Recommendations for one profile from a trained autoencoder.
 
-  python -m experiments.recommend_anime --model runs/anime_ae_quick_anime/model.npz \
-      --items 1:9,5:8,6:10,19 --plan_to_watch 82,127 --mix 0.2 --niche_boost 0.3
+  python -m experiments.recommend_anime --model runs/main/model.npz \
+      --items 1535:10,5114:9,1:8,19 --plan_to_watch 82,127 --mix 0.2 --niche_boost 0.3
   python -m experiments.recommend_anime --model .../model.npz --profile_csv me.csv
 
-Profile: original item ids (the Anime_ID of the anime subsample) with optional ratings, as
+Profile: MyAnimeList anime ids (the public anime dataset's anime_id; `--ids=model` takes the
+subsample's re-indexed Anime_ID instead) with optional ratings, as
 `--items ID[:RATING],...` (no rating = watched, not rated) or a CSV with the header
 `item_id,rating` (empty rating = unrated). Plan-to-watch: the anime data has no plan-to-watch
 lists, so the user supplies theirs with `--plan_to_watch ID,...` or `--plan_to_watch_csv`
@@ -31,6 +32,7 @@ import numpy as np
 
 from anime_ae.pipeline import format_recommendations, load_with_names
 from anime_ae.trained import TrainedAE
+from recsys_core.data import source
 
 _MODEL = flags.DEFINE_string("model", None, "model.npz written by experiments/train_anime_ae.py")
 _ITEMS = flags.DEFINE_list("items", None, "Profile as ID[:RATING],... (original item ids).")
@@ -48,6 +50,9 @@ _TOP_K = flags.DEFINE_integer("top_k", None, "How many recommendations (>= 1); d
 _EXPLAIN = flags.DEFINE_boolean("explain", True, "Show the profile items behind each one.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset folders, for names.")
 _NAMES = flags.DEFINE_boolean("names", True, "Load anime names (anime models only).")
+_IDS = flags.DEFINE_enum("ids", "mal", ["mal", "model"], "Anime models: read and print "
+                         "MyAnimeList anime ids (the public dataset's anime_id) or the "
+                         "model's own (the subsample's re-indexed) ids.")
 
 
 class ProfileError(ValueError):
@@ -134,9 +139,11 @@ def _parse_rating(token: str, where: str, lo: float, hi: float) -> float:
 
 
 def parse_profile(model: TrainedAE, items: Optional[list[str]] = None,
-                  csv_path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-  """(dense item indices, stars with NaN = unrated) from --items tokens or a CSV file."""
-  index = {int(i): k for k, i in enumerate(np.asarray(model.item_ids).tolist())}
+                  csv_path: Optional[str] = None, ids: Optional[np.ndarray] = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """(dense item indices, stars with NaN = unrated) from --items tokens or a CSV file.
+  `ids`: the ids the user gives, per model item (default: the model's own item ids)."""
+  index = _index(model, ids)
   lo, hi = model.transform.lo, model.transform.hi
   entries = []  # (original id, rating, where)
   if csv_path:
@@ -172,8 +179,24 @@ def parse_profile(model: TrainedAE, items: Optional[list[str]] = None,
   return np.asarray(dense, np.int64), np.asarray(stars, np.float32)
 
 
-def parse_ids(model: TrainedAE, ids: list[str], csv_path: Optional[str]) -> np.ndarray:
-  index = {int(i): k for k, i in enumerate(np.asarray(model.item_ids).tolist())}
+def _index(model: TrainedAE, ids: Optional[np.ndarray]) -> dict[int, int]:
+  ids = model.item_ids if ids is None else ids
+  return {int(i): k for k, i in enumerate(np.asarray(ids).tolist())}
+
+
+def interface_ids(model: TrainedAE, kind: str, data_dir: Optional[str]) -> np.ndarray:
+  """The ids the binary reads and prints, per model item: for an anime model with
+  kind="mal" the MyAnimeList anime ids (the public dataset's anime_id), else the model's
+  own (the subsample's re-indexed ids, or another dataset's ids)."""
+  if kind == "mal" and model.dataset == "anime":
+    return source.public_item_ids(source.DataConfig(name="anime", dir=data_dir),
+                                  model.item_ids)
+  return np.asarray(model.item_ids)
+
+
+def parse_ids(model: TrainedAE, ids: list[str], csv_path: Optional[str],
+              item_ids: Optional[np.ndarray] = None) -> np.ndarray:
+  index = _index(model, item_ids)
   entries = [(t, f"--plan_to_watch entry {t!r}") for t in ids]
   if csv_path:
     with open(csv_path, newline="") as f:
@@ -203,9 +226,10 @@ def main(argv):
   overrides = {k: v for k, v in (("mix", _MIX.value), ("niche_boost", _NICHE.value),
                                  ("top_k", _TOP_K.value)) if v is not None}
   cfg = dataclasses.replace(cfg, filter_plan_to_watch=_FILTER_PTW.value, **overrides)
+  public = interface_ids(model, _IDS.value, _DATA_DIR.value)
   try:
-    items, stars = parse_profile(model, _ITEMS.value, _CSV.value)
-    ptw = parse_ids(model, _PTW.value, _PTW_CSV.value)
+    items, stars = parse_profile(model, _ITEMS.value, _CSV.value, public)
+    ptw = parse_ids(model, _PTW.value, _PTW_CSV.value, public)
   except (ProfileError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -218,7 +242,7 @@ def main(argv):
   print(f"profile: {len(items)} items ({int(np.sum(~np.isnan(stars)))} rated); plan-to-watch "
         f"{len(ptw)} ({'filtered' if cfg.filter_plan_to_watch else 'not filtered'}); "
         f"mix {cfg.mix}, niche boost {cfg.niche_boost}")
-  print(format_recommendations(recs, model.item_ids, names))
+  print(format_recommendations(recs, public, names))
 
 
 if __name__ == "__main__":

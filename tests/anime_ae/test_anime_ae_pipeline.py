@@ -168,3 +168,21 @@ def test_train_and_report_checks_its_arguments_before_reading_data(tmp_path):
   with pytest.raises(ValueError, match="input_norm"):
     train_and_report(bad, str(tmp_path))
   assert not any(tmp_path.iterdir())
+
+
+def test_recommend_anime_reads_and_prints_myanimelist_ids():
+  """An anime model answers in the public dataset's ids (MAL anime_id) by default; the
+  subsample's re-indexed ids (6 = Death Note = MAL 1535, 82 = FMA:B = MAL 5114) by --ids."""
+  import types
+  from experiments import recommend_anime
+  model = types.SimpleNamespace(item_ids=np.array([6, 82]), dataset="anime",
+                                transform=types.SimpleNamespace(lo=1.0, hi=10.0))
+  public = recommend_anime.interface_ids(model, "mal", None)
+  assert public.tolist() == [1535, 5114]
+  items, stars = recommend_anime.parse_profile(model, ["5114:9", "1535"], ids=public)
+  assert items.tolist() == [1, 0] and stars[0] == 9 and np.isnan(stars[1])
+  with pytest.raises(recommend_anime.ProfileError, match="unknown item id 6"):
+    recommend_anime.parse_profile(model, ["6:9"], ids=public)
+  assert recommend_anime.interface_ids(model, "model", None).tolist() == [6, 82]
+  other = types.SimpleNamespace(item_ids=np.array([6, 82]), dataset="ml-100k")
+  assert recommend_anime.interface_ids(other, "mal", None).tolist() == [6, 82]
