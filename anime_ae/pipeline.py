@@ -128,6 +128,13 @@ def train_and_report(config: Any, workdir: str, holdout: Holdout = Holdout(),
   ae = dataclasses.replace(parsed.model,
                            train=dataclasses.replace(parsed.model.train, seed=parsed.seed))
   x, names = load_data(parsed.data)
+  if x.ratings is None or not np.any(np.isfinite(x.ratings)):
+    # The tables compare predicted with given ratings (MAE) and the recommendations mix in
+    # the rating head: without any rating both would be NaN or meaningless.
+    raise ValueError(f"{x.source}: has no ratings, and the seed's holdout tables and mixed "
+                     "recommendations need them; train the presence head alone with "
+                     "python -m experiments.train --config experiments/configs/anime_ae.py:"
+                     f"dataset=... (data.name={parsed.data.name!r})")
   transform = ae.ratings.make(x.ratings)
   profiles = build_profiles(x, transform)
   keep = filter_profiles(x, ae.data.min_ratings, keep_statuses=ae.data.keep_statuses)

@@ -186,3 +186,14 @@ def test_recommend_anime_reads_and_prints_myanimelist_ids():
   assert recommend_anime.interface_ids(model, "model", None).tolist() == [6, 82]
   other = types.SimpleNamespace(item_ids=np.array([6, 82]), dataset="ml-100k")
   assert recommend_anime.interface_ids(other, "mal", None).tolist() == [6, 82]
+
+
+def test_the_holdout_report_refuses_data_without_ratings(tmp_path):
+  """On implicit data (no rating at all) the report used to print MAE nan and predicted
+  ratings; it now stops before training, saying why and what to run instead."""
+  from anime_ae.pipeline import train_and_report
+  from experiments.configs.anime_ae import get_config
+  cfg = get_config("dataset=synthetic,recipe=quick")
+  with pytest.raises(ValueError, match="has no ratings.*experiments.train"):
+    train_and_report(cfg, str(tmp_path / "w"))
+  assert not (tmp_path / "w" / "train").exists()
