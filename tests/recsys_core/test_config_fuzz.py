@@ -1,5 +1,5 @@
 """Fuzz tests over the pipeline configs' fields (hypothesis, derandomised): any value set on
-any field of any model's config either parses or raises ValueError/KeyError/TypeError
+any field of any model's config either parses or raises ValueError
 whose message names the field; never another exception, and nothing is read or written.
 
 Cases: 300 per model config (popularity, ease, anime_ae, phoenix_retrieval, mult_vae,
@@ -62,7 +62,7 @@ def test_any_value_on_any_field_parses_or_names_the_field(model):
     _set(cfg, field, value)
     try:
       pipeline.parse(cfg)
-    except (ValueError, KeyError, TypeError) as e:
+    except ValueError as e:
       leaf = field.split(".")[-1]
       assert leaf in str(e) or field.split(".")[0] in str(e), (field, value, str(e))
   check()
