@@ -40,11 +40,16 @@ def own_runs(results_dir: Optional[str]) -> dict[str, dict]:
 
 def reference_runs(record: Mapping[str, Any], file: str, seed: int) -> Optional[dict]:
   """The seed's metrics of a result record holding one value per seed (its "seeds" list
-  aligned with each metric's "values"), as an own-run entry; None if the seed is absent."""
+  aligned with each metric's "values"), as an own-run entry; None if the seed is absent
+  (under leave-one-out, whose split has no seed, a one-seed record stands for any seed:
+  for a trained model the seed then differs in initialisation only)."""
   seeds = list(record.get("seeds", []))
-  if seed not in seeds:
+  if seed in seeds:
+    i = seeds.index(seed)
+  elif len(seeds) == 1 and record.get("protocol") == "leave_one_out":
+    i = 0   # leave-one-out splits have no seed: a one-seed record holds the same split
+  else:
     return None
-  i = seeds.index(seed)
   metrics = {k: v["values"][i] for k, v in record["metrics"].items()
              if isinstance(v, Mapping) and len(v.get("values", [])) == len(seeds)}
   return dict(metrics=metrics, _file=os.path.basename(file))

@@ -89,3 +89,10 @@ def test_a_reference_file_gives_each_seed_its_own_run_value(tmp_path):
   gap = comparison.own_run_gap(record["models"]["popularity"], "ndcg@10")
   assert gap == pytest.approx(1 - 1 / 1.02)
   assert f"{gap:.2%}" in comparison.table(record, ["ndcg@10"])
+
+
+def test_a_one_seed_leave_one_out_reference_stands_for_any_seed():
+  ref = {"seeds": [0], "protocol": "leave_one_out", "metrics": {"hr@10": {"values": [0.5]}}}
+  assert comparison.reference_runs(ref, "f.json", 3)["metrics"] == {"hr@10": 0.5}
+  strong = dict(ref, protocol="strong_generalization")
+  assert comparison.reference_runs(strong, "f.json", 3) is None
