@@ -171,17 +171,20 @@ def train_and_report(config: Any, workdir: str, holdout: Holdout = Holdout(),
   recs = model.recommend(items, stars)
   out(f"\nTOP-{len(recs)} RECOMMENDATIONS (mix {ae.recommend.mix}, niche boost "
       f"{ae.recommend.niche_boost}) for user {x.user_ids[u]}:")
-  out(format_recommendations(recs, model.item_ids, names))
+  # Printed and reported in the ids users know (MyAnimeList ids for anime), as
+  # experiments/recommend_anime reads them.
+  public = source.public_item_ids(parsed.data, model.item_ids)
+  out(format_recommendations(recs, public, names))
 
   bottleneck = analysis.bottleneck_stats(model.apply_eval, profiles, eval_idx)
   out("\n" + analysis.format_bottleneck(bottleneck))
 
   report = {"evaluation_holdout": table, "example_holdout": example,
             "example_user": int(x.user_ids[u]),
-            "recommendations": [dict(item_id=int(model.item_ids[r.item]),
+            "recommendations": [dict(item_id=int(public[r.item]),
                                      name=None if names is None else str(names[r.item]),
                                      score=r.score, prob=r.prob, rating=r.rating,
-                                     because=[(int(model.item_ids[k]), c) for k, c in r.because])
+                                     because=[(int(public[k]), c) for k, c in r.because])
                                 for r in recs],
             "bottleneck": bottleneck, "train": last, "model_path": model_path,
             "num_train_profiles": int(len(train_idx)), "num_heldout_profiles": int(len(eval_idx))}
