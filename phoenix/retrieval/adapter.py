@@ -32,7 +32,7 @@ from phoenix.retrieval.task import RetrievalTask
 from recsys_core import train as train_lib
 from recsys_core.config import check
 from recsys_core.data.sequences import SequenceData
-from recsys_core.models.base import FitContext, Fitted
+from recsys_core.models.base import FitContext, Fitted, fit_selecting
 
 # Budgets and logging: they change how long a run goes, not what it computes.
 RUN_ONLY = ("train.max_seconds", "train.log_every", "train.checkpoint_every_epochs",
@@ -163,13 +163,11 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
     out["eval_seconds"] = time.perf_counter() - t0
     return out
 
-  loop = train_lib.LoopConfig(
-      num_steps=sched.num_steps, log_every=tc.log_every, eval_every=sched.eval_every,
-      checkpoint_every=sched.checkpoint_every, best_metric=ctx.selection_metric,
-      best_mode="max", patience=tc.patience or None, progress_bar=False,
-      max_seconds=tc.max_seconds, eval_online_params=tc.eval_online_params)
-  result = train_lib.fit(update, state, task.batch_fn(batcher), loop, ctx.run_dir,
-                         eval_fn=eval_fn, config=dataclasses.asdict(config))
+  result = fit_selecting(
+      update, state, task.batch_fn(batcher), ctx, eval_fn, num_steps=sched.num_steps,
+      eval_every=sched.eval_every, checkpoint_every=sched.checkpoint_every,
+      log_every=tc.log_every, patience=tc.patience, max_seconds=tc.max_seconds,
+      eval_online_params=tc.eval_online_params, config=dataclasses.asdict(config))
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   reason = result.end_reason
   info: dict[str, Any] = {

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from recsys_core.data.source import DataConfig
 from recsys_core.data.types import Interactions
@@ -38,3 +38,20 @@ class Fitted(NamedTuple):
   (selected hyper-parameters, best step, training seconds, ...; JSON-ready values)."""
   scorer: Scorer
   info: Mapping[str, Any]
+
+
+def fit_selecting(update: Callable, state: Any, batch_fn: Callable[[int], Any],
+                  ctx: FitContext, eval_fn: Callable[[Any], Mapping[str, float]], *,
+                  num_steps: int, eval_every: int, checkpoint_every: int, log_every: int,
+                  patience: int = 0, max_seconds: Optional[float] = None,
+                  eval_online_params: bool = False, config: Any = None) -> Any:
+  """`recsys_core.train.fit` as the gradient models use it: resumable in ctx.run_dir, the
+  params of the best ctx.selection_metric (maximised) kept, early stop after `patience`
+  evaluations without a gain (0: never), a wall-clock budget per call. Returns FitResult."""
+  from recsys_core import train  # pylint: disable=g-import-not-at-top
+  loop = train.LoopConfig(
+      num_steps=num_steps, log_every=log_every, eval_every=eval_every,
+      checkpoint_every=checkpoint_every, best_metric=ctx.selection_metric, best_mode="max",
+      patience=patience or None, progress_bar=False, max_seconds=max_seconds,
+      eval_online_params=eval_online_params)
+  return train.fit(update, state, batch_fn, loop, ctx.run_dir, eval_fn=eval_fn, config=config)

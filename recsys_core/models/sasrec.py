@@ -72,7 +72,7 @@ from recsys_core.data.sequences import item_popularity
 from recsys_core.data.sequences import next_item_window
 from recsys_core.data.sequences import SequenceData
 from recsys_core.data.types import Interactions
-from recsys_core.models.base import FitContext, Fitted
+from recsys_core.models.base import FitContext, Fitted, fit_selecting
 
 LOSSES = ("bce", "ce", "sampled", "gbce")
 NORMS = ("code", "pre")
@@ -500,13 +500,11 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
     out["eval_seconds"] = time.perf_counter() - t0
     return out
 
-  loop = train_lib.LoopConfig(
-      num_steps=sched.num_steps, log_every=config.log_every, eval_every=sched.eval_every,
-      checkpoint_every=sched.checkpoint_every, best_metric=ctx.selection_metric,
-      best_mode="max", patience=config.patience or None, progress_bar=False,
-      max_seconds=config.max_seconds)
-  result = train_lib.fit(update, state, batches.batch_fn(batcher), loop, ctx.run_dir,
-                         eval_fn=eval_fn, config=dataclasses.asdict(config))
+  result = fit_selecting(
+      update, state, batches.batch_fn(batcher), ctx, eval_fn, num_steps=sched.num_steps,
+      eval_every=sched.eval_every, checkpoint_every=sched.checkpoint_every,
+      log_every=config.log_every, patience=config.patience, max_seconds=config.max_seconds,
+      config=dataclasses.asdict(config))
   reason = result.end_reason
   info: dict[str, Any] = {
       "val": dict(result.best_metrics or {}),
