@@ -58,6 +58,13 @@ class Parsed:
   def run_only(self) -> tuple[str, ...]:
     return RUN_ONLY + tuple(f"model.{f}" for f in getattr(self.module, "RUN_ONLY", ()))
 
+  def defaults(self) -> dict[str, Any]:
+    """The config with every field at its dataclass default (for fields added after a run
+    folder was made: see runs.open_run)."""
+    return {"name": self.name, "seed": 0, "data": plain(source.DataConfig()),
+            "protocol": plain(protocols.ProtocolConfig()),
+            "model": {"name": self.model_name, **plain(self.module.Config())}}
+
 
 def parse(config: Any) -> Parsed:
   """Checks and types a pipeline config; nothing is read or trained.
@@ -94,7 +101,7 @@ def run_folder(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   """Opens (creates or resumes) the run folder of `config` under `runs_root`."""
   parsed = parse(config)
   return runs.open_run(os.path.join(runs_root, parsed.name), config, parsed.run_only,
-                       on_change)
+                       on_change, parsed.defaults())
 
 
 def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
@@ -117,7 +124,7 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   start = time.perf_counter()
   parsed = parse(config)
   run = runs.open_run(run_dir or os.path.join(runs_root, parsed.name), config,
-                      parsed.run_only, on_change)
+                      parsed.run_only, on_change, parsed.defaults())
   log.info("run folder %s (config %s)", run.path, run.fingerprint)
   x = source.load(parsed.data)
   split = protocols.make_split(x, parsed.protocol)

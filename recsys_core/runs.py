@@ -89,8 +89,18 @@ def check_writable(folder: str, what: str) -> None:
     raise ValueError(f"{what}={folder!r}: the folder is not writable")
 
 
+def _filled(stored: Any, defaults: Any) -> Any:
+  """`stored` with the keys it lacks taken from `defaults` (recursively)."""
+  if not isinstance(stored, dict) or not isinstance(defaults, dict):
+    return stored
+  out = {k: _filled(v, defaults.get(k)) for k, v in stored.items()}
+  for k, v in defaults.items():
+    out.setdefault(k, v)
+  return out
+
+
 def open_run(path: str, config: Any, run_only: Sequence[str] = (),
-             on_change: str = "error") -> RunDir:
+             on_change: str = "error", defaults: Any = None) -> RunDir:
   """Creates or reopens the run folder `path` for `config`.
 
   Args:
@@ -100,6 +110,9 @@ def open_run(path: str, config: Any, run_only: Sequence[str] = (),
     on_change: what to do when `path` holds another config's run: "error" raises
       ConfigChangedError naming the differing fields; "new" opens the first free folder
       `path-2`, `path-3`, ... instead.
+    defaults: the config with every field at its default. A field added to a config after a
+      folder was created is absent from its config.json; it is read as its default (a new
+      field's default keeps the behaviour from before it), so the run still resumes.
 
   Returns:
     The RunDir; config.json is written when the folder is new.
@@ -112,10 +125,13 @@ def open_run(path: str, config: Any, run_only: Sequence[str] = (),
     stored = _read_config(candidate)
     if stored is None:
       break
-    if stored.get("fingerprint") == digest:
+    base = canonical(defaults, run_only) if defaults is not None else None
+    stored_config, want_config = _filled(stored.get("config"), base), _filled(want, base)
+    if (stored.get("fingerprint") == digest
+        or fingerprint(stored_config, run_only) == fingerprint(want_config, run_only)):
       return RunDir(candidate, digest, resumed=True)
     if on_change == "error":
-      changed = config_diff(stored.get("config"), want)
+      changed = config_diff(stored_config, want_config)
       raise ConfigChangedError(
           f"{candidate} holds a run of another config (fingerprint {stored.get('fingerprint')}"
           f", this config's is {digest}); the fields that differ (folder -> now):\n  "

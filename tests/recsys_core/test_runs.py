@@ -195,3 +195,17 @@ def test_check_writable_not_writable_message(tmp_path, monkeypatch):
   with pytest.raises(ValueError) as e:
     runs.check_writable(str(folder), "--results_dir")
   assert str(e.value) == f"--results_dir={str(folder)!r}: the folder is not writable"
+
+
+def test_a_field_added_later_at_its_default_still_resumes(tmp_path):
+  """A folder made before a config field existed lacks it in config.json: read as its
+  default (the behaviour from before the field), the run resumes; another value does not."""
+  old = {"model": {"lr": 0.1}, "seed": 0}
+  first = runs.open_run(str(tmp_path / "r"), old)
+  defaults = {"model": {"lr": 1.0, "min_steps": 0}, "seed": 0}
+  now = {"model": {"lr": 0.1, "min_steps": 0}, "seed": 0}
+  again = runs.open_run(str(tmp_path / "r"), now, defaults=defaults)
+  assert again.resumed and again.path == first.path
+  with pytest.raises(runs.ConfigChangedError, match="model.min_steps: 0 -> 1500"):
+    runs.open_run(str(tmp_path / "r"), {"model": {"lr": 0.1, "min_steps": 1500}, "seed": 0},
+                  defaults=defaults)
