@@ -31,6 +31,7 @@ from phoenix.retrieval.config import RetrievalConfig
 from phoenix.retrieval.task import RetrievalTask
 from recsys_core import train as train_lib
 from recsys_core.config import check
+from recsys_core.data import tables
 from recsys_core.data.sequences import SequenceData
 from recsys_core.models.base import FitContext, Fitted, fit_selecting
 
@@ -129,9 +130,20 @@ def schedule(tc: TrainConfig, per_epoch: int) -> Schedule:
 
 
 def item_authors(author: str, ctx: FitContext) -> tuple[Optional[np.ndarray], dict]:
-  """[I] (or [I, F]) author ids per item for `author`, from the dataset's attribute file."""
+  """[I] (or [I, F]) author ids per item for `author`, from the dataset's attribute file:
+  a named dataset's own, or for a user's file (data.name="file") the columns of
+  data.attributes_path that `author` names ("brand", or several joined with "+")."""
   if author == "none":
     return None, {"author": "shared (one author)"}
+  if ctx.data.name == "file":
+    if ctx.data.attributes_path is None:
+      raise ValueError(f"model.author={author!r} needs data.attributes_path (a table of item "
+                       "attributes) for a user's own file")
+    columns = author.split("+")
+    attr = tables.load_item_attribute_table(ctx.data.attributes_path, ctx.train.item_ids,
+                                            columns, item_col=ctx.data.item_col)
+    info = {"author": author, "unknown_fraction": float(np.mean(attr == 0))}
+    return (attr[:, 0] if len(columns) == 1 else attr), info
   return item_authors_for(ctx.data.name, author, ctx.train.item_ids, ctx.data.dir)
 
 

@@ -52,6 +52,8 @@ class DataConfig:
   item_col: str = "item_id"
   rating_col: Optional[str] = None     # optional; an empty cell = watched, not rated
   time_col: Optional[str] = None       # optional; orders each user's rows (leave-one-out)
+  attributes_path: Optional[str] = None  # name="file": item attributes, one row per item
+                                       # (item_col + attribute columns; Phoenix authors)
   rating_threshold: Optional[float] = None  # keep rows rated above it (implicit feedback)
   min_user_items: int = 0              # then keep users with at least this many rows
   synthetic: SyntheticConfig = SyntheticConfig()
@@ -69,6 +71,11 @@ class DataConfig:
     elif self.path:
       raise ValueError(f"data.path={self.path!r} is read only with data.name='file' "
                        f"(data.name={self.name!r})")
+    if self.attributes_path is not None:
+      check(self.name == "file", "data.attributes_path", self.attributes_path,
+            "set only with data.name='file' (named datasets bring their own)")
+      check(os.path.isfile(self.attributes_path), "data.attributes_path",
+            self.attributes_path, "an existing file")
     if self.name not in SPECIAL_NAMES and not (self.name == "anime" and self.dir is None):
       loaders.resolve_data_dir(self.dir)  # a clear error now, not after compilation
     s = self.synthetic

@@ -540,3 +540,61 @@ def load_anime_original(folder_or_rating_path: PathLike) -> loaders.AnimeData:
   table = [info_rows.get(int(i), blank) for i in item_ids]
   info = loaders.anime_info_from_rows(table, np.asarray(item_ids, np.int64).copy())
   return loaders.AnimeData(interactions=interactions, info=info)
+
+
+# ----------------------------------------------------------------------------------------
+# Item attributes of a user's own data.
+
+
+def load_item_attribute_table(
+    path: PathLike, item_ids: np.ndarray, columns: Sequence[str], *,
+    item_col: str = "item_id",
+    format: str = "auto") -> np.ndarray:  # pylint: disable=redefined-builtin
+  """Item attributes (e.g. brand, genre) from a CSV/TSV/Parquet table with one row per item.
+
+  Args:
+    path: the file; a header names `item_col` and the attribute `columns`.
+    item_ids: [I] the interactions' item ids (their own ids; compared as text, so int and
+      string ids of the same item match).
+    columns: the attribute columns to read (F of them).
+    item_col: the item id column.
+    format: as in `load_interaction_table`.
+
+  Returns:
+    [I, F] int32: per item and column, the attribute value's index 1..V (values numbered in
+    sorted order per column), 0 where the item is not in the file or the cell is empty.
+
+  Raises:
+    DataFormatError: a missing column, an empty item id, or an item listed twice (both lines).
+  """
+  if not columns:
+    raise ValueError("no attribute column given")
+  fmt = table_format(path, format)
+  wanted = {"item_col": item_col, **{f"attribute {c}": c for c in columns}}
+  if len(set(wanted.values())) != len(wanted):
+    raise ValueError(f"each column must be named once, got {sorted(wanted.values())}")
+  if fmt == "parquet":
+    arrays, pa = _read_parquet(path, wanted)
+    items = [str(v) for v in _arrow_column(pa, arrays[item_col], path, item_col, "id")]
+    values = {c: ["" if v is None else str(v) for v in arrays[c].to_pylist()] for c in columns}
+    lines = None
+  else:
+    raw, lines = _read_delimited(path, _DEFAULT_DELIMITERS[fmt], wanted)
+    items = [str(v) for v in _ids_from_text(raw[item_col], path, lines, item_col)]
+    values = {c: [(v or "").strip() for v in raw[c]] for c in columns}
+  first: dict[str, int] = {}
+  for i, item in enumerate(items):
+    if item in first:
+      where = (f"lines {lines[first[item]]} and {lines[i]}" if lines is not None
+               else f"rows {first[item] + 1} and {i + 1}")
+      raise DataFormatError(path, f"item {item} is listed twice ({where})",
+                            line=None if lines is None else lines[i], field=item_col)
+    first[item] = i
+  out = np.zeros((len(item_ids), len(columns)), np.int32)
+  rows = np.array([first.get(str(i), -1) for i in np.asarray(item_ids).tolist()])
+  known = rows >= 0
+  for j, c in enumerate(columns):
+    vocab = {v: k + 1 for k, v in enumerate(sorted({v for v in values[c] if v}))}
+    codes = np.array([vocab.get(v, 0) for v in values[c]] + [0], np.int32)
+    out[:, j] = codes[np.where(known, rows, len(values[c]))]
+  return out

@@ -111,3 +111,22 @@ def test_a_run_folder_serves_the_dataset_s_own_ids(tmp_path):
   with pytest.raises(FileNotFoundError, match="not a run folder"):
     inference.PhoenixRetriever.from_run(str(tmp_path))
   np.testing.assert_array_equal(items, np.arange(1, 41))
+
+
+def test_a_user_file_brings_its_item_attributes_as_authors(tmp_path):
+  """data.attributes_path: the columns model.author names become the author feature."""
+  from recsys_core.data import synthetic
+  events = tmp_path / "events.csv"
+  rows = synthetic.example_events(num_users=60, num_items=60, seed=1)
+  events.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, _, t in rows))
+  attrs = tmp_path / "items.csv"
+  attrs.write_text("item,taste\n" + "".join(f"{1000 + i},t{i // 10}\n" for i in range(60)))
+  cfg = configs.get_config("dataset=file,recipe=quick")
+  cfg.data.update(dict(path=str(events), user_col="user", item_col="item",
+                       time_col="timestamp", attributes_path=str(attrs)))
+  cfg.model.author = "taste"
+  record = pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path / "runs"))
+  assert record["model_info"]["author_info"] == {"author": "taste", "unknown_fraction": 0.0}
+  cfg.data.attributes_path = None
+  with pytest.raises(ValueError, match="needs data.attributes_path"):
+    pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path / "runs2"))

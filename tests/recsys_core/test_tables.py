@@ -290,3 +290,20 @@ def test_anime_original_errors(tmp_path):
   _write(tmp_path / "alone" / "rating.csv", RATING_CSV)
   with pytest.raises(FileNotFoundError, match="anime.csv"):
     tables.load_anime_original(tmp_path / "alone")
+
+
+def test_item_attribute_table_codes_values_per_column_and_names_duplicates(tmp_path):
+  path = tmp_path / "items.csv"
+  path.write_text("item_id,brand,genre\n10,acme,drama\n11,,comedy\n12,zeta,drama\n")
+  from recsys_core.data.tables import load_item_attribute_table
+  attr = load_item_attribute_table(str(path), np.array([12, 10, 99, 11]), ["brand", "genre"])
+  # brand: acme=1, zeta=2 (empty = 0); genre: comedy=1, drama=2; item 99 is not in the file.
+  assert attr.tolist() == [[2, 2], [1, 2], [0, 0], [0, 1]]
+  assert attr.dtype == np.int32
+  string_ids = load_item_attribute_table(str(path), np.array(["11"]), ["genre"])
+  assert string_ids.tolist() == [[1]]
+  path.write_text("item_id,brand\n10,acme\n11,b\n10,c\n")
+  with pytest.raises(DataFormatError, match=r"item 10 is listed twice \(lines 2 and 4\)"):
+    load_item_attribute_table(str(path), np.array([10]), ["brand"])
+  with pytest.raises(DataFormatError, match="genre"):
+    load_item_attribute_table(str(path), np.array([10]), ["genre"])
