@@ -46,6 +46,7 @@ def define_flags() -> None:
   flags.DEFINE_string("results_dir", None, "Also write the comparison record there (e.g. "
                       "experiments/results).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing result file.")
+  flags.DEFINE_string("name", None, "The record's name (default compare_<dataset>_<protocol>).")
   flags.DEFINE_string("own_runs_dir", results.DEFAULT_RESULTS_DIR,
                       "Where the models' own result files are looked up.")
   flags.DEFINE_list("references", [], "<model spec>=<result file> of a model's own earlier "
@@ -78,7 +79,7 @@ def main(argv):
     configs = {spec: model_configs(FLAGS.dataset, spec, seeds, FLAGS.data_dir)
                for spec in FLAGS.models}
     protocol = next(iter(configs.values()))[0].protocol.name
-    name = f"compare_{FLAGS.dataset}_{protocol}"
+    name = FLAGS.name or f"compare_{FLAGS.dataset}_{protocol}"
     target = runs.result_target(FLAGS.results_dir, name, FLAGS.overwrite)
     bad = [item for item in FLAGS.references if "=" not in item]
     if bad:
