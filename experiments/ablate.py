@@ -96,7 +96,7 @@ def main(argv):
     configs = variant_configs(FLAGS.config, FLAGS.variant, seeds)
     name = f"ablate_{FLAGS.config.name}"
     target = runs.result_target(FLAGS.results_dir, name, FLAGS.overwrite)
-  except (ValueError, KeyError) as e:
+  except (ValueError, KeyError, FileExistsError) as e:
     raise app.UsageError(str(e)) from None
   record = comparison.run(configs, name=name, runs_root=FLAGS.runs_root)
   base = next(iter(configs))

@@ -89,7 +89,7 @@ def main(argv):
       if spec not in configs or not os.path.isfile(path):
         raise ValueError(f"--references: {spec}={path}: needs a model of --models and an "
                          "existing result file")
-  except ValueError as e:
+  except (ValueError, FileExistsError) as e:
     raise app.UsageError(str(e)) from None
   record = comparison.run(configs, name=name, runs_root=FLAGS.runs_root,
                           own_runs_dir=FLAGS.own_runs_dir, references=references)

@@ -41,7 +41,7 @@ def main(argv):
     name = pipeline.parse(cfg).name  # every field checked before any data is read
     target = runs.result_target(_RESULTS_DIR.value, name, _OVERWRITE.value)
     run = pipeline.run_folder(cfg, _RUNS_ROOT.value, _ON_CHANGE.value)
-  except (ValueError, runs.ConfigChangedError) as e:
+  except (ValueError, FileExistsError, runs.ConfigChangedError) as e:
     raise app.UsageError(str(e)) from None
   record = pipeline.train_and_evaluate(cfg, run_dir=run.path)
   print(json.dumps({"model": record["model"], "dataset": record["dataset"],

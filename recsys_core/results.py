@@ -167,12 +167,8 @@ class ResultFolder:
     self.overwrite = bool(overwrite)
     self.flag = flag
     self._own: set[str] = set()
-    try:
-      os.makedirs(self.dir, exist_ok=True)
-    except OSError as e:
-      raise ValueError(f"{flag}={self.dir!r}: cannot create the folder ({e.strerror})") from None
-    if not os.access(self.dir, os.W_OK | os.X_OK):
-      raise ValueError(f"{flag}={self.dir!r}: the folder is not writable")
+    from recsys_core.runs import check_writable  # pylint: disable=g-import-not-at-top
+    check_writable(self.dir, flag)
 
   def path(self, name: str, ext: str = ".json") -> str:
     """<folder>/<name><ext>."""

@@ -172,15 +172,12 @@ def _write_json(path: str, value: Any) -> None:
 
 
 def result_target(results_dir: str | None, name: str, overwrite: bool) -> str | None:
-  """<results_dir>/<name>.json, checked before any work: the folder writable, and the file
-  absent unless `overwrite`. None when there is no results_dir (nothing is published)."""
+  """<results_dir>/<name>.json claimed before any work (results.ResultFolder: the folder
+  writable, the file absent unless `overwrite`); None without a results_dir."""
   if not results_dir:
     return None
-  check_writable(results_dir, "--results_dir")
-  target = os.path.join(results_dir, f"{name}.json")
-  if os.path.exists(target) and not overwrite:
-    raise ValueError(f"{target} exists; pass --overwrite to replace it")
-  return target
+  from recsys_core import results  # pylint: disable=g-import-not-at-top
+  return results.ResultFolder(results_dir, overwrite).claim([name])[0]
 
 
 DATA_FILE = "data.json"
