@@ -47,7 +47,7 @@ def define_flags() -> None:
                       "experiments/results).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing result file.")
   flags.DEFINE_string("name", None, "The record's name (default compare_<dataset>_<protocol>).")
-  flags.DEFINE_string("own_runs_dir", results.DEFAULT_RESULTS_DIR,
+  flags.DEFINE_string("own_runs_dir", results.RECORD_DIR,
                       "Where the models' own result files are looked up.")
   flags.DEFINE_list("references", [], "<model spec>=<result file> of a model's own earlier "
                     "runs with one value per seed, shown beside the comparison's values.")

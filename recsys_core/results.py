@@ -24,8 +24,6 @@ import numpy as np
 # The project's record (tracked): written only when a binary is given it explicitly.
 RECORD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "experiments", "results")
-# Where readers look for the record (e.g. experiments.compare --own_runs_dir): RECORD_DIR.
-DEFAULT_RESULTS_DIR = RECORD_DIR
 # Where result files go when no folder is given (relative to the working directory).
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "results")
 
