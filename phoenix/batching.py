@@ -277,12 +277,15 @@ def sample_negatives(rng: np.random.Generator, num: int, num_items: int, exclude
 def ranking_batch(data: SequenceData, users: np.ndarray, cuts: np.ndarray, cfg: BatchingConfig,
                   num_positives: int, num_negatives: int, rng: np.random.Generator,
                   negative_probs: Optional[np.ndarray] = None,
-                  relevance_gains: tuple = (2.0, 1.0, 0.0)) -> RankingExample:
+                  relevance_gains: tuple = (2.0, 1.0, 0.0),
+                  hard_negatives: Optional[np.ndarray] = None) -> RankingExample:
   """Candidate lists for ranking.
 
   For user u with cut t = cuts[j]: history = s[:t] (truncated to the most recent
   history_len), positives = s[t:t+num_positives] (the true next engagements), negatives =
-  `num_negatives` items the user never interacted with (anywhere in s), uniformly or
+  `num_negatives` items the user never interacted with (anywhere in s): first the row's
+  `hard_negatives` (e.g. a retrieval model's top-K for s[:t]; [B, H] with -1 padding,
+  H <= num_negatives; any item of s among them is dropped), the rest drawn uniformly or
   ~ negative_probs. The C = num_positives + num_negatives candidates are shuffled;
   missing positives (end of sequence) are padding (-1, mask 0).
 
@@ -308,7 +311,14 @@ def ranking_batch(data: SequenceData, users: np.ndarray, cuts: np.ndarray, cfg: 
     if rats is not None:
       rats.append(data.ratings[u][:t])
       r_pos = data.ratings[u][t:t + num_positives]
-    neg = sample_negatives(rng, num_negatives, data.num_items, set(seq.tolist()), negative_probs)
+    seen = set(seq.tolist())
+    hard = np.zeros(0, np.int32)
+    if hard_negatives is not None:
+      row = np.asarray(hard_negatives[j])
+      hard = row[(row >= 0) & ~np.isin(row, seq)][:num_negatives].astype(np.int32)
+    neg = np.concatenate([hard, sample_negatives(
+        rng, num_negatives - len(hard), data.num_items, seen | set(hard.tolist()),
+        negative_probs)])
     items = np.concatenate([pos, neg]).astype(np.int32)
     n_pos = len(pos)
     lab = np.zeros((len(items), NUM_ACTIONS), np.float32)

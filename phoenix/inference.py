@@ -29,20 +29,19 @@ I items, D embedding size.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import warnings
 from typing import Mapping, Optional, Sequence
 
-import haiku as hk
-import jax
 import numpy as np
 
-from phoenix import batching
 from phoenix.embeddings import make_featurizer
 from phoenix.ranking.config import RankingConfig
-from phoenix.ranking.model import transform_logits
 from phoenix.retrieval.config import RetrievalConfig
 from phoenix.retrieval.scorer import RetrievalScorer
+from phoenix.two_stage import blend
+from phoenix.two_stage import ListRanker
 from recsys_core import config as config_lib
 from recsys_core import runs
 from recsys_core.data.sequences import SequenceData
@@ -198,12 +197,10 @@ class PhoenixRanker:
                item_authors: Optional[np.ndarray] = None):
     _check_authors(vocab, item_authors)
     self.cfg, self.params, self.vocab = cfg, params, vocab
-    self.bcfg = cfg.batching_config()
-    self.featurizer = make_featurizer(cfg.emb, item_authors)
+    self.lists = ListRanker(cfg, params, make_featurizer(cfg.emb, item_authors), batch_size=1)
     self.weights = (cfg.weight_vector() if action_weights is None
                     else RankingConfig(
                         score_weights=tuple(action_weights.items())).weight_vector())
-    self._logits = jax.jit(hk.without_apply_rng(transform_logits(cfg)).apply)
 
   def score(self, history: Sequence, candidates: Sequence,
             ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
@@ -218,19 +215,12 @@ class PhoenixRanker:
     if len(cand) == 0:
       raise ValueError("candidates: none of the ids is in the model's vocabulary")
     unique, inverse = np.unique(cand, return_inverse=True)
-    bcfg = self.bcfg
-    h_items, h_actions, h_surface = batching.history_block(
-        [items], None if rats is None else [rats], bcfg)
     # Pad to a power of two (>= 8) so that serving compiles once per size class.
     width = max(8, 1 << int(np.ceil(np.log2(len(unique)))))
     c_items = np.full((1, width), -1, np.int32)                            # [1, C_pad]
     c_items[0, :len(unique)] = unique
-    ids = batching.IdBatch(batching.user_id_array(np.ones(1, np.int64), bcfg), h_items,
-                           h_actions, h_surface, c_items,
-                           np.where(c_items >= 0, bcfg.product_surface, 0).astype(np.int32))
-    logits = np.asarray(self._logits(self.params["phoenix"], self.featurizer(ids)),
-                        np.float32)[0, :len(unique)]                       # [C_unique, A]
-    probs = 1.0 / (1.0 + np.exp(-logits))
+    probs = self.lists.probs(_one_user(items, rats, len(self.vocab)),
+                             c_items)[0, :len(unique)]                     # [C_unique, A]
     kept_ids = np.asarray(candidates)[keep]
     return kept_ids, probs[inverse.reshape(-1)]
 
@@ -247,3 +237,64 @@ class PhoenixRanker:
     scores = probs[first] @ self.weights                                   # [C'']
     order = np.argsort(-scores, kind="stable")
     return ids[first][order], scores[order]
+
+
+class TwoStageRecommender:
+  """Retrieval's top `num_candidates` (seen items excluded), reordered by the ranking model:
+  the order score is `phoenix.two_stage.blend` of both stages' scores with weight `alpha`
+  (1 = the retrieval order), exactly as the pipeline evaluated it. Requests are handled as
+  by PhoenixRetriever (truncation, unknown ids, empty history)."""
+
+  def __init__(self, retriever: PhoenixRetriever, ranker: PhoenixRanker,
+               num_candidates: int = 50, alpha: float = 0.5):
+    if len(retriever.vocab) != len(ranker.vocab):
+      raise ValueError(f"retriever has {len(retriever.vocab)} items, ranker "
+                       f"{len(ranker.vocab)}: both stages need the same vocabulary")
+    if int(num_candidates) < 1:
+      raise ValueError(f"num_candidates={num_candidates}: must be >= 1")
+    blend(np.zeros(1), np.zeros(1), alpha)                                 # checks alpha
+    self.retriever, self.ranker = retriever, ranker
+    self.num_candidates, self.alpha = int(num_candidates), float(alpha)
+
+  @classmethod
+  def from_run(cls, run_dir: str, item_authors: Optional[np.ndarray] = None
+               ) -> "TwoStageRecommender":
+    """The two stages selected in a phoenix_two_stage run folder (config.json,
+    train/two_stage.json with the selected alpha and both stages' params, items.npy)."""
+    config = runs.load_config(run_dir)
+    model = config.get("model", {})
+    if model.get("name") != "phoenix_two_stage":
+      raise ValueError(f"{run_dir}: a run of model {model.get('name')!r}, not "
+                       "phoenix_two_stage")
+    state_path = os.path.join(run_dir, "train", "two_stage.json")
+    if not os.path.exists(state_path):
+      raise FileNotFoundError(f"{state_path}: not found (the run has not finished)")
+    with open(state_path) as f:
+      state = json.load(f)
+    vocab = ItemVocabulary(runs.load_items(run_dir))
+    if model.get("retrieval_run"):
+      net = runs.load_config(model["retrieval_run"])["model"]["net"]
+    else:
+      net = model["retrieval"]["net"]
+    r_cfg = config_lib.from_dict(RetrievalConfig, net, "model.retrieval.net")
+    k_cfg = RankingConfig.from_dict(model["ranker"])
+    r_params, _ = load_params(state["retrieval_params"])
+    k_params, _ = load_params(state["ranker_params"])
+    return cls(PhoenixRetriever(r_cfg, r_params, vocab, item_authors),
+               PhoenixRanker(k_cfg, k_params, vocab, item_authors=item_authors),
+               state["num_candidates"], state["alpha"])
+
+  def recommend(self, history: Sequence, k: int = 10,
+                ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(original item ids [K], order scores [K] descending), seen items excluded."""
+    if int(k) < 1:
+      raise ValueError(f"k={k}: must be >= 1")
+    ids, retrieval = self.retriever.recommend(history, self.num_candidates, ratings,
+                                              exclude_seen=True, on_unknown=on_unknown)
+    with warnings.catch_warnings():      # the retriever has already warned about the request
+      warnings.simplefilter("ignore", PhoenixInputWarning)
+      _, probs = self.ranker.score(history, ids, ratings, on_unknown="drop")
+    order = blend(retrieval, probs @ self.ranker.weights, self.alpha)      # [K']
+    top = np.argsort(-order, kind="stable")[:int(k)]
+    return ids[top], order[top].astype(np.float32)

@@ -140,7 +140,7 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   ctx = models.FitContext(train=split.train, validate=validate,
                           selection_metric=parsed.protocol.selection_metric,
                           protocol=split.protocol, run_dir=run.train_dir, seed=parsed.seed,
-                          data=parsed.data)
+                          data=parsed.data, split_fingerprint=split_fingerprint)
   fit_start = time.perf_counter()
   fitted = parsed.module.fit(parsed.model, ctx)
   fit_seconds = time.perf_counter() - fit_start
@@ -150,6 +150,10 @@ def train_and_evaluate(config: Any, runs_root: str = DEFAULT_RUNS_ROOT,
   metrics = {k: v for k, v in test.items() if k != "num_users"}
   val = info.get("val") or {}
   metrics.update({f"val/{k}": v for k, v in val.items() if k in metrics})
+  for companion, scorer in fitted.companions.items():
+    paired = split.evaluate(scorer, "test")
+    log.info("%s (companion) test: %s", companion, paired)
+    metrics.update({f"{companion}/{k}": v for k, v in paired.items() if k != "num_users"})
   record = results.make_record(
       name=parsed.name, dataset=parsed.data.label, protocol=split.protocol,
       model=parsed.model_name, config=runs.canonical(config), metrics=metrics,

@@ -199,6 +199,15 @@ def check_data(run: RunDir, split_fingerprint: str, source: str) -> None:
   _write_json(path, {"split_fingerprint": split_fingerprint, "source": source})
 
 
+def load_data_fingerprint(run_dir: str) -> str:
+  """The split fingerprint a run folder was trained on (its data.json)."""
+  path = os.path.join(run_dir, DATA_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: not found ({run_dir} is not a pipeline run folder)")
+  with open(path) as f:
+    return json.load(f)["split_fingerprint"]
+
+
 ITEMS_FILE = "items.npy"
 
 

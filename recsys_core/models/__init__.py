@@ -24,6 +24,7 @@ BUILTIN = {
     "sasrec": "recsys_core.models.sasrec",
     "anime_ae": "anime_ae.adapter",
     "phoenix_retrieval": "phoenix.retrieval.adapter",
+    "phoenix_two_stage": "phoenix.ranking.adapter",
 }
 
 

@@ -23,6 +23,8 @@ class FitContext:
       continue from it.
     seed: the run's seed.
     data: the data section (for side information such as item attributes).
+    split_fingerprint: the split's fingerprint (runs.check_data), so a model that reuses
+      another run's model can check that it was trained on the same split.
   """
   train: Interactions
   validate: Callable[[Scorer], Mapping[str, float]]
@@ -31,13 +33,17 @@ class FitContext:
   run_dir: str
   seed: int
   data: DataConfig
+  split_fingerprint: str = ""
 
 
 class Fitted(NamedTuple):
   """A trained model: the scorer to test, and what the result record should say of it
-  (selected hyper-parameters, best step, training seconds, ...; JSON-ready values)."""
+  (selected hyper-parameters, best step, training seconds, ...; JSON-ready values).
+  companions: scorers the model is built on (a two-stage model's retrieval stage), tested on
+  the same users and recorded as "<name>/<metric>", so the record pairs the model with them."""
   scorer: Scorer
   info: Mapping[str, Any]
+  companions: Mapping[str, Scorer] = {}
 
 
 def fit_selecting(update: Callable, state: Any, batch_fn: Callable[[int], Any],
