@@ -68,10 +68,11 @@ class DataConfig:
   keep_statuses: Optional[tuple] = None
   dropout_rate: float = 0.4
   dropout_spread: float = 0.4
+  dropout_kind: str = "profile"      # "profile" (the seed's) | "bernoulli" (Mult-DAE's)
   treat_unrated_as_dropped: bool = False
 
   def make(self) -> InputDropout:
-    return InputDropout(self.dropout_rate, self.dropout_spread)
+    return InputDropout(self.dropout_rate, self.dropout_spread, self.dropout_kind)
 
 
 @dataclasses.dataclass(frozen=True)

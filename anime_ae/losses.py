@@ -3,6 +3,8 @@
 Presence (Liang et al. 2018, as averaged in the seed): per profile,
     L_p(u) = -(1/|P_u|) * sum_{i in P_u} log softmax(item_logits_u)_i
 where P_u is the full (pre-dropout) profile; the batch loss is the mean over profiles.
+With `presence_reduction="sum"` the 1/|P_u| is dropped (Mult-DAE's per-user sum, which
+weighs long profiles more).
 
 Rating: Huber(delta) between rating_pred and the normalised rating, averaged over the entries
 whose rating enters the loss (explicit ratings; inferred ratings of watched-but-unrated items
@@ -29,11 +31,15 @@ from anime_ae.model import AEOutput
 WEIGHTINGS = ("uncertainty", "fixed")
 
 
-def multinomial_nll(item_logits: jax.Array, presence: jax.Array) -> jax.Array:
-  """Mean over profiles of the mean -log softmax probability of their items. [B, I] -> []."""
+def multinomial_nll(item_logits: jax.Array, presence: jax.Array,
+                    reduction: str = "mean") -> jax.Array:
+  """Mean over profiles of the mean ("mean") or the sum ("sum") of -log softmax probability
+  of their items. [B, I] -> []."""
   logp = jax.nn.log_softmax(item_logits, axis=-1)
   n = presence.sum(-1)
-  per_profile = -(logp * presence).sum(-1) / jnp.maximum(n, 1.0)
+  per_profile = -(logp * presence).sum(-1)
+  if reduction == "mean":
+    per_profile = per_profile / jnp.maximum(n, 1.0)
   has = (n > 0).astype(logp.dtype)
   return (per_profile * has).sum() / jnp.maximum(has.sum(), 1.0)
 
@@ -56,17 +62,21 @@ class LossConfig:
   weighting: str = "uncertainty"
   presence_weight: float = 1.0  # used when weighting == "fixed"
   rating_weight: float = 1.0
+  presence_reduction: str = "mean"   # "mean" (the seed) or "sum" (Mult-DAE) over a profile
 
   def __post_init__(self):
     if self.weighting not in WEIGHTINGS:
       raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+    if self.presence_reduction not in ("mean", "sum"):
+      raise ValueError(f"loss.presence_reduction must be 'mean' or 'sum', got "
+                       f"{self.presence_reduction!r}")
 
   def make(self) -> Callable[[AEOutput, dict], tuple[jax.Array, dict]]:
     """Returns loss_fn(outputs, batch) -> (total, aux) with raw losses and learned weights."""
     cfg = self
 
     def loss_fn(out: AEOutput, batch: dict):
-      l_p = multinomial_nll(out.item_logits, batch["presence"])
+      l_p = multinomial_nll(out.item_logits, batch["presence"], cfg.presence_reduction)
       l_r = masked_huber(out.rating_pred, batch["rating"], batch["rating_mask"], cfg.huber_delta)
       if cfg.weighting == "uncertainty":
         total = uncertainty_weighted(l_p, l_r, out.log_var_presence, out.log_var_rating)

@@ -10,6 +10,12 @@
 `shared_decoder=True` (an ablation) runs one Dense(hidden/2) -> Dense(hidden) trunk for both
 output layers instead of two separate heads.
 
+The presence path can also be built like the reference autoencoders (Mult-DAE: one wide tanh
+layer, no bottleneck, output layers straight from the code): `activation` ("swish" or
+"tanh"), `use_bottleneck` (False: the hidden layer is the code z), `decoder_depth` (2: the
+seed's Dense(hidden/2) -> Dense(hidden) per head; 1: Dense(hidden); 0: none, the output layers
+read z).
+
 Shape glossary: B batch, I items (corpus), H hidden, Z bottleneck.
 """
 from __future__ import annotations
@@ -20,6 +26,9 @@ from typing import NamedTuple, Optional
 import haiku as hk
 import jax
 import jax.numpy as jnp
+
+
+ACTIVATIONS = {"swish": jax.nn.swish, "tanh": jnp.tanh}
 
 
 class AEOutput(NamedTuple):
@@ -40,10 +49,18 @@ class ModelConfig:
   # "l2": divide each input row by the L2 norm of its presence vector, sqrt(|profile|)
   # (Mult-VAE's input normalisation; not in the seed). "none": the seed's raw input.
   input_norm: str = "none"
+  activation: str = "swish"
+  use_bottleneck: bool = True
+  decoder_depth: int = 2
 
   def __post_init__(self):
     if self.input_norm not in ("none", "l2"):
       raise ValueError(f"input_norm must be 'none' or 'l2', got {self.input_norm!r}")
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got "
+                       f"{self.activation!r}")
+    if self.decoder_depth not in (0, 1, 2):
+      raise ValueError(f"model.decoder_depth must be 0, 1 or 2, got {self.decoder_depth}")
 
   def make(self, num_items: int) -> hk.Transformed:
     """Returns the haiku-transformed forward fn(x_rating, x_presence, is_training) -> AEOutput."""
@@ -73,16 +90,18 @@ class TwoHeadAE(hk.Module):
       if cfg.input_norm == "l2":
         x = x * jax.lax.rsqrt(jnp.maximum(x_presence.sum(-1, keepdims=True), 1.0))
       encoder_pre = hk.Linear(cfg.hidden_dim, name="encoder")(x)          # [B, H]
-    h = jax.nn.swish(encoder_pre)                                          # [B, H]
-    bottleneck = hk.Linear(cfg.bottleneck_dim, name="bottleneck")(h)      # [B, Z]
+    act = ACTIVATIONS[cfg.activation]
+    h = act(encoder_pre)                                                   # [B, H]
+    bottleneck = (hk.Linear(cfg.bottleneck_dim, name="bottleneck")(h)     # [B, Z]
+                  if cfg.use_bottleneck else h)
     z = bottleneck
     if is_training and cfg.noise_std > 0:
       z = z + cfg.noise_std * jax.random.normal(hk.next_rng_key(), z.shape, z.dtype)
+    trunk = lambda prefix: _trunk(z, cfg.hidden_dim, prefix, cfg.decoder_depth, act)
     if cfg.shared_decoder:
-      d1 = d2 = _trunk(z, cfg.hidden_dim, "dec_shared")
+      d1 = d2 = trunk("dec_shared")
     else:
-      d1 = _trunk(z, cfg.hidden_dim, "dec_item")
-      d2 = _trunk(z, cfg.hidden_dim, "dec_rating")
+      d1, d2 = trunk("dec_item"), trunk("dec_rating")
     item_logits = hk.Linear(self.num_items, name="item_logits")(d1)       # [B, I]
     rating_pred = hk.Linear(self.num_items, name="rating_pred")(d2)       # [B, I]
     log_var_presence = hk.get_parameter("log_var_presence", (), init=jnp.zeros)
@@ -116,7 +135,11 @@ def holdout_forward(config: ModelConfig, num_items: int):
   return jax.jit(fn)
 
 
-def _trunk(z, hidden: int, prefix: str):
-  """Dense(hidden/2) -> swish -> Dense(hidden) -> swish (a decoder head minus its output)."""
-  d = jax.nn.swish(hk.Linear(max(hidden // 2, 1), name=f"{prefix}_up1")(z))
-  return jax.nn.swish(hk.Linear(hidden, name=f"{prefix}_up2")(d))
+def _trunk(z, hidden: int, prefix: str, depth: int = 2, act=jax.nn.swish):
+  """A decoder head minus its output layer: depth 2 is Dense(hidden/2) -> act ->
+  Dense(hidden) -> act (the seed's), 1 is Dense(hidden) -> act, 0 is z itself."""
+  if depth == 0:
+    return z
+  if depth == 2:
+    z = act(hk.Linear(max(hidden // 2, 1), name=f"{prefix}_up1")(z))
+  return act(hk.Linear(hidden, name=f"{prefix}_up2")(z))

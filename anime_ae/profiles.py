@@ -126,11 +126,16 @@ def filter_profiles(data: Interactions, min_ratings: int = 30,
 
 @dataclasses.dataclass(frozen=True)
 class InputDropout:
-  """Per-profile input dropout: fraction rate * (1 + U(-spread, spread)) of each profile."""
+  """Input dropout. kind "profile" (the seed's): a fraction rate * (1 + U(-spread, spread))
+  of each profile, at least one entry kept; kind "bernoulli" (Mult-DAE's): each entry
+  dropped independently with probability rate (spread unused)."""
   rate: float = 0.4
   spread: float = 0.4
+  kind: str = "profile"
 
   def __post_init__(self):
+    if self.kind not in ("profile", "bernoulli"):
+      raise ValueError(f"data.dropout_kind must be 'profile' or 'bernoulli', got {self.kind!r}")
     lo, hi = self.bounds
     if not (0.0 <= lo <= hi < 1.0):
       raise ValueError(f"dropout fractions must lie in [0, 1), got [{lo}, {hi}]")
@@ -145,6 +150,8 @@ class InputDropout:
   def keep_mask(self, rng: np.random.Generator, lengths: np.ndarray) -> np.ndarray:
     """[sum(lengths)] bool: which entries of each profile stay in the input."""
     lengths = np.asarray(lengths, np.int64)
+    if self.kind == "bernoulli":
+      return rng.random(int(lengths.sum())) >= self.rate
     fr = self.sample_fractions(rng, len(lengths))
     n_drop = np.minimum(np.round(fr * lengths).astype(np.int64), np.maximum(lengths - 1, 0))
     # Rank entries within each profile by a random key; drop the n_drop smallest ranks.

@@ -15,6 +15,10 @@ train.steps, 2000 there):
             profiles at lr 5e-4, profiles with >= 30 ratings; the old `anime_ae.py:full`)
   quick     the seed's setting at a small size, about a minute on 2 cores (the README main
             job; the old `anime_ae.py:quick`)
+  dae       the two heads on Mult-DAE's presence path (one 600-unit tanh layer as the code,
+            no bottleneck, output layers straight from it, L2-normalised input with
+            Bernoulli dropout 0.5, the multinomial loss summed per profile), otherwise as
+            default
 """
 from anime_ae import config as ae_config
 from experiments.configs import common
@@ -32,6 +36,16 @@ RECIPES = {
         "model.data.dropout_rate": 0.6, "model.train.steps": 600,
         "model.train.batch_size": 256, "model.train.learning_rate": 1e-3,
         "model.train.log_every": 50, "model.train.eval_every": 100,
+    },
+    "dae": {
+        "model.model.hidden_dim": 600, "model.model.activation": "tanh",
+        "model.model.use_bottleneck": False, "model.model.decoder_depth": 0,
+        "model.model.noise_std": 0.0, "model.model.input_norm": "l2",
+        "model.data.min_ratings": 1, "model.data.dropout_kind": "bernoulli",
+        "model.data.dropout_rate": 0.5, "model.loss.presence_reduction": "sum",
+        "model.train.steps": 600, "model.train.batch_size": 256,
+        "model.train.learning_rate": 1e-3, "model.train.log_every": 50,
+        "model.train.eval_every": 100,
     },
     "seed": {"model.train.steps": 3000},
     "quick": {

@@ -88,6 +88,30 @@ def test_shared_decoder_ablation_has_one_trunk():
   assert "two_head_ae/dec_item_up1" not in params
 
 
+def test_mult_dae_layout_has_one_tanh_code_and_output_layers_on_it():
+  """activation tanh, no bottleneck, decoder depth 0: the code is tanh(encoder) and both
+  output layers read it directly."""
+  cfg = ModelConfig(hidden_dim=16, activation="tanh", use_bottleneck=False, decoder_depth=0,
+                    noise_std=0.0)
+  tf = cfg.make(I)
+  params = init_params(tf, I, 0)
+  assert sorted(params) == ["two_head_ae", "two_head_ae/encoder", "two_head_ae/item_logits",
+                            "two_head_ae/rating_pred"]
+  x = jax.random.uniform(jax.random.PRNGKey(2), (3, I))
+  out = tf.apply(params, None, x, x, False)
+  enc = params["two_head_ae/encoder"]
+  code = np.tanh(np.concatenate([x, x], -1) @ enc["w"] + enc["b"])        # [3, 16]
+  np.testing.assert_allclose(out.bottleneck, code, rtol=1e-5, atol=1e-6)
+  head = params["two_head_ae/item_logits"]
+  np.testing.assert_allclose(out.item_logits, code @ head["w"] + head["b"], rtol=1e-4,
+                             atol=1e-5)
+  one = init_params(ModelConfig(hidden_dim=16, decoder_depth=1).make(I), I, 0)
+  assert params["two_head_ae/item_logits"]["w"].shape == (16, I)
+  assert "two_head_ae/dec_item_up2" in one and "two_head_ae/dec_item_up1" not in one
+  with pytest.raises(ValueError, match="model.activation must be one of"):
+    ModelConfig(activation="relu6")
+
+
 # --- losses ---------------------------------------------------------------------------
 
 
@@ -99,6 +123,30 @@ def test_multinomial_nll_hand_computed():
   l1 = -(0 - math.log(3))
   got = float(losses.multinomial_nll(jnp.array(logits), jnp.array(presence)))
   assert got == pytest.approx((l0 + l1) / 2, rel=1e-6)
+
+
+def test_multinomial_nll_summed_per_profile():
+  logits = jnp.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+  presence = jnp.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+  logp = np.asarray(jax.nn.log_softmax(logits))
+  want = (-(logp[0, 0] + logp[0, 1]) - logp[1, 2]) / 2    # sum per profile, mean over them
+  got = float(losses.multinomial_nll(logits, presence, reduction="sum"))
+  assert got == pytest.approx(want, rel=1e-6)
+  with pytest.raises(ValueError, match="presence_reduction must be"):
+    losses.LossConfig(presence_reduction="max")
+
+
+def test_bernoulli_input_dropout_drops_each_entry_independently():
+  drop = InputDropout(rate=0.3, kind="bernoulli")
+  lengths = np.array([1, 2, 500, 5000])
+  keep = drop.keep_mask(np.random.default_rng(0), lengths)
+  assert keep.shape == (lengths.sum(),)
+  assert abs(1 - keep.mean() - 0.3) < 0.02
+  # Unlike the seed's per-profile fraction, a short profile may lose every entry.
+  singles = drop.keep_mask(np.random.default_rng(1), np.ones(2000, np.int64))
+  assert 0.25 < 1 - singles.mean() < 0.35
+  with pytest.raises(ValueError, match="dropout_kind must be"):
+    InputDropout(kind="gaussian")
 
 
 def test_multinomial_nll_ignores_empty_profiles():
