@@ -203,10 +203,13 @@ class PhoenixRanker:
                         score_weights=tuple(action_weights.items())).weight_vector())
 
   def score(self, history: Sequence, candidates: Sequence,
-            ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop"
+            ratings: Optional[Sequence[float]] = None, on_unknown: str = "drop",
+            retrieval_scores: Optional[Sequence[float]] = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """(kept candidate ids [C'], probabilities [C', A]) in input order; duplicates kept
-    (scored once, equal rows); unknown candidates handled per `on_unknown`."""
+    (scored once, equal rows); unknown candidates handled per `on_unknown`.
+    retrieval_scores [C]: the candidates' retrieval scores, for a model trained with them
+    (phoenix_two_stage's retrieval_feature)."""
     if len(candidates) == 0:
       raise ValueError("candidates: empty list")
     items, rats = prepare_history(self.vocab, history, self.cfg.history_len, ratings,
@@ -219,8 +222,16 @@ class PhoenixRanker:
     width = max(8, 1 << int(np.ceil(np.log2(len(unique)))))
     c_items = np.full((1, width), -1, np.int32)                            # [1, C_pad]
     c_items[0, :len(unique)] = unique
-    probs = self.lists.probs(_one_user(items, rats, len(self.vocab)),
-                             c_items)[0, :len(unique)]                     # [C_unique, A]
+    r_pad = None
+    if retrieval_scores is not None:
+      if len(retrieval_scores) != len(candidates):
+        raise ValueError(f"retrieval_scores: {len(retrieval_scores)} scores for "
+                         f"{len(candidates)} candidates")
+      _, first = np.unique(cand, return_index=True)
+      r_pad = np.zeros((1, width), np.float32)
+      r_pad[0, :len(unique)] = np.asarray(retrieval_scores, np.float32)[keep][first]
+    probs = self.lists.probs(_one_user(items, rats, len(self.vocab)), c_items,
+                             r_pad)[0, :len(unique)]                       # [C_unique, A]
     kept_ids = np.asarray(candidates)[keep]
     return kept_ids, probs[inverse.reshape(-1)]
 
@@ -294,7 +305,8 @@ class TwoStageRecommender:
                                               exclude_seen=True, on_unknown=on_unknown)
     with warnings.catch_warnings():      # the retriever has already warned about the request
       warnings.simplefilter("ignore", PhoenixInputWarning)
-      _, probs = self.ranker.score(history, ids, ratings, on_unknown="drop")
+      _, probs = self.ranker.score(history, ids, ratings, on_unknown="drop",
+                                   retrieval_scores=retrieval)
     order = blend(retrieval, probs @ self.ranker.weights, self.alpha)      # [K']
     top = np.argsort(-order, kind="stable")[:int(k)]
     return ids[top], order[top].astype(np.float32)

@@ -18,9 +18,11 @@ Shape glossary: U users, I items, K candidates per user, A action heads (19), S 
 from __future__ import annotations
 
 import hashlib
+from typing import Optional
 
 import haiku as hk
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from phoenix import batching
@@ -57,6 +59,24 @@ def blend(retrieval: np.ndarray, rank: np.ndarray, alpha: float) -> np.ndarray:
   return (1.0 - alpha) * standardize(rank) + alpha * standardize(retrieval)
 
 
+def init_fusion(retrieval_temperature: float, num_actions: int) -> dict:
+  """Params of the retrieval-score feature: per head a weight (trained, starting at 1) on the
+  retrieval score divided by the retrieval model's temperature (a constant: its softmax
+  logit), so the ranker starts from retrieval's own order and learns a residual on it."""
+  return {"w": np.ones(num_actions, np.float32),
+          "inv_temperature": np.full((), 1.0 / retrieval_temperature, np.float32)}
+
+
+def fused_logits(logits, retrieval, fusion):
+  """logits [B, K, A] + w [A] * retrieval [B, K] / T: the ranker's logits with the retrieval
+  score as a feature (numpy or jax arrays; T is not trained)."""
+  xp = jnp if isinstance(logits, jax.Array) else np
+  scale = fusion["inv_temperature"]
+  if xp is jnp:
+    scale = jax.lax.stop_gradient(scale)
+  return logits + fusion["w"] * (retrieval * scale)[..., None]
+
+
 def _content_key(x: Interactions) -> str:
   h = hashlib.sha1()
   for a in (x.users, x.items, np.asarray(x.user_ids), np.asarray([x.num_users, x.num_items])):
@@ -77,10 +97,19 @@ class ListRanker:
     self.weights = cfg.weight_vector()                                     # [A]
     self._logits = logits_fn or jax.jit(hk.without_apply_rng(transform_logits(cfg)).apply)
 
-  def probs(self, data: SequenceData, candidates: np.ndarray) -> np.ndarray:
+  @property
+  def uses_retrieval(self) -> bool:
+    """Whether the model takes the retrieval score as a feature (params["fusion"])."""
+    return "fusion" in self.params
+
+  def probs(self, data: SequenceData, candidates: np.ndarray,
+            retrieval: Optional[np.ndarray] = None) -> np.ndarray:
     """[U, K, A] for user u's whole sequence (its last history_len items) as the history and
-    candidates[u] ([U, K], -1 = padding) as the list."""
+    candidates[u] ([U, K], -1 = padding) as the list; `retrieval` [U, K]: the candidates'
+    retrieval scores, required by a model that uses them (`fused_logits`)."""
     candidates = np.asarray(candidates, np.int32)
+    if self.uses_retrieval and retrieval is None:
+      raise ValueError("this ranking model takes the retrieval scores of its candidates")
     out = []
     for start in range(0, data.num_users, self.batch_size):
       users = np.arange(start, min(start + self.batch_size, data.num_users))
@@ -93,14 +122,19 @@ class ListRanker:
                              np.where(cand >= 0, self.bcfg.product_surface, 0).astype(np.int32))
       batch = batching.pad_batch(self.featurizer(ids), self.batch_size)
       logits = np.asarray(self._logits(self.params["phoenix"], batch), np.float32)
-      out.append(1.0 / (1.0 + np.exp(-logits[:len(users)])))
+      logits = logits[:len(users)]                                         # [u, K, A]
+      if self.uses_retrieval:
+        logits = fused_logits(logits, np.asarray(retrieval, np.float32)[users],
+                              self.params["fusion"])
+      out.append(1.0 / (1.0 + np.exp(-logits)))
     if not out:
       return np.zeros((0,) + candidates.shape[1:] + (batching.NUM_ACTIONS,), np.float32)
     return np.concatenate(out)
 
-  def scores(self, data: SequenceData, candidates: np.ndarray) -> np.ndarray:
+  def scores(self, data: SequenceData, candidates: np.ndarray,
+             retrieval: Optional[np.ndarray] = None) -> np.ndarray:
     """[U, K] weighted scores sum_a w_a p_a."""
-    return self.probs(data, candidates) @ self.weights
+    return self.probs(data, candidates, retrieval) @ self.weights
 
 
 class TwoStageScorer:
@@ -139,8 +173,9 @@ class TwoStageScorer:
     data = SequenceData.from_interactions(inputs)
     full = self.retrieval.score(inputs)                                    # [U, I]
     cand = top_candidates(full, data.sequences, self.num_candidates)       # [U, K]
-    rank = self.ranker.scores(data, cand)                                  # [U, K]
-    out = (full, cand, np.take_along_axis(full, cand, axis=1), rank)
+    retrieval = np.take_along_axis(full, cand, axis=1)                     # [U, K]
+    rank = self.ranker.scores(data, cand, retrieval)                       # [U, K]
+    out = (full, cand, retrieval, rank)
     if self.cache_size and len(self._cache) < self.cache_size:
       self._cache[key] = out
     return out

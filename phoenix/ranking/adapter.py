@@ -8,7 +8,16 @@
                 engagement(s) s[t:t+P] and `ranker.num_negatives` negatives, of which
                 `num_hard_negatives` are drawn from the retrieval model's top
                 `num_candidates` for s[:t] (items of s never), the rest uniformly or by
-                popularity (`ranker.negative_sampler`). Labels: click for every true
+                popularity (`ranker.negative_sampler`). With `retrieval_feature`, each
+                candidate's retrieval score enters the ranker's logits (two_stage.fused_logits:
+                a trained weight per head on the retrieval logit), so the ranker learns a
+                residual on retrieval's order. A retrieval model has seen every training
+                next item as a target, so on training prefixes its shortlist and scores are
+                far better than on new data; with `held_out_items` = m > 0 a second retrieval
+                model is trained without each user's last m training items, and the
+                ranker's lists are only those m positions, shortlisted and scored by it (the
+                first stage's view of data it has not fitted, as at serving). Labels: click
+                for every true
                 engagement; favorite / not_interested from ratings where the data has them
                 (`ranker.high_threshold` / `low_threshold`);
   3. selection  every evaluation scores the validation users with the two stages
@@ -41,13 +50,15 @@ from phoenix.ranking.model import transform_logits
 from phoenix.retrieval import adapter as retrieval_adapter
 from phoenix.retrieval.config import RetrievalConfig
 from phoenix.retrieval.scorer import RetrievalScorer
-from phoenix.two_stage import ListRanker, TwoStageScorer, top_candidates
+from phoenix.two_stage import fused_logits, init_fusion, ListRanker, TwoStageScorer
+from phoenix.two_stage import top_candidates
 from recsys_core import config as config_lib
 from recsys_core import runs
 from recsys_core import train as train_lib
 from recsys_core.config import check
 from recsys_core.data.sequences import item_popularity
 from recsys_core.data.sequences import SequenceData
+from recsys_core.data.types import Interactions
 from recsys_core.models.base import FitContext, Fitted, fit_selecting
 from recsys_core.train.checkpoint import load_params
 
@@ -71,6 +82,8 @@ class Config:
   num_candidates: int = 50
   num_hard_negatives: int = 24
   alphas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
+  retrieval_feature: bool = True
+  held_out_items: int = 0
   optimizer: train_lib.OptimizerConfig = train_lib.OptimizerConfig(b2=0.98)
   train: retrieval_adapter.TrainConfig = retrieval_adapter.TrainConfig(
       num_epochs=20.0, eval_every_epochs=2.0)
@@ -81,6 +94,8 @@ class Config:
           "model.num_hard_negatives", self.num_hard_negatives,
           f"in [0, min(num_candidates, ranker.num_negatives)] = "
           f"[0, {min(self.num_candidates, self.ranker.num_negatives)}]")
+    check(self.held_out_items >= 0, "model.held_out_items", self.held_out_items,
+          ">= 0 (0: lists on the first stage's own training prefixes)")
     check(self.ranker.num_positives >= 1, "model.ranker.num_positives",
           self.ranker.num_positives, ">= 1")
     check(len(self.alphas) >= 1 and all(0.0 <= a <= 1.0 for a in self.alphas),
@@ -112,24 +127,38 @@ class ListSource:
 
   def __init__(self, config: Config, data: SequenceData, retrieval: RetrievalScorer,
                featurizer: batching.Featurizer, seed: int):
+    """retrieval: the model that shortlists and scores the lists (with held_out_items, the
+    one trained without the held-out items)."""
     self.config, self.data, self.retrieval = config, data, retrieval
     self.featurizer, self.seed = featurizer, seed
     self.bcfg = config.ranker.batching_config()
     self.rows = np.flatnonzero(data.lengths() >= 2)                        # training users
+    # Cuts t of user u's lists: [first_cut[u], n_u); with held_out_items only the last m.
+    m = config.held_out_items
+    self.first_cut = (np.maximum(1, data.lengths() - m) if m else np.ones(data.num_users,
+                                                                          np.int64))
     self.negative_probs = None
     if config.ranker.negative_sampler == "popularity":
       counts = item_popularity(data)
       self.negative_probs = (counts + 1.0) / (counts + 1.0).sum()
 
-  def hard_negatives(self, users: np.ndarray, cuts: np.ndarray,
+  def cuts(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[B] a random cut t per list: history s[:t], positives from s[t]."""
+    return np.array([rng.integers(self.first_cut[u], len(self.data.sequences[u]))
+                     for u in users], np.int64)
+
+  def retrieval_scores(self, users: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """[B, I] retrieval scores of every item for the histories s[:t]."""
+    prefixes = SequenceData([self.data.sequences[u][:t] for u, t in zip(users, cuts)], None,
+                            self.data.user_ids[users], self.data.num_items)
+    return self.retrieval.user_representations(prefixes) @ self.retrieval.corpus.T
+
+  def hard_negatives(self, users: np.ndarray, scores: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
-    """[B, H] `num_hard_negatives` of the retrieval top-K for s[:t], items of s excluded."""
+    """[B, H] `num_hard_negatives` of the top-K of `scores` [B, I], items of s excluded."""
     h = self.config.num_hard_negatives
     if h == 0:
       return np.zeros((len(users), 0), np.int32)
-    prefixes = SequenceData([self.data.sequences[u][:t] for u, t in zip(users, cuts)], None,
-                            self.data.user_ids[users], self.data.num_items)
-    scores = self.retrieval.user_representations(prefixes) @ self.retrieval.corpus.T
     top = top_candidates(scores, [self.data.sequences[u] for u in users],
                          self.config.num_candidates)                      # [B, K]
     pick = np.argsort(rng.random(top.shape), axis=1)[:, :h]                # h of the K
@@ -138,12 +167,32 @@ class ListSource:
   def batch(self, rows: np.ndarray, step: int) -> dict:
     rng = np.random.default_rng([self.seed, 23, step])
     users = self.rows[rows]
-    cuts = np.array([rng.integers(1, len(self.data.sequences[u])) for u in users])
+    cuts = self.cuts(users, rng)
     r = self.config.ranker
+    scores = self.retrieval_scores(users, cuts)                            # [B, I]
     ex = batching.ranking_batch(self.data, users, cuts, self.bcfg, r.num_positives,
                                 r.num_negatives, rng, self.negative_probs,
-                                hard_negatives=self.hard_negatives(users, cuts, rng))
-    return {"batch": self.featurizer(ex.ids), "labels": ex.labels, "mask": ex.mask}
+                                hard_negatives=self.hard_negatives(users, scores, rng))
+    cand = ex.ids.candidate_items                                          # [B, C]
+    retrieval = np.where(cand >= 0, np.take_along_axis(scores, np.maximum(cand, 0), axis=1),
+                         0.0).astype(np.float32)
+    return {"batch": self.featurizer(ex.ids), "labels": ex.labels, "mask": ex.mask,
+            "retrieval": retrieval}
+
+
+def without_last(x: Interactions, data: SequenceData, m: int) -> Interactions:
+  """`x` less each user's last m items (in sequence order; at least one item is kept)."""
+  keep = [seq[:max(1, len(seq) - m)] for seq in data.sequences]
+  lengths = np.array([len(k) for k in keep])
+  ratings = None
+  if data.ratings is not None:
+    ratings = np.concatenate([r[:n] for r, n in zip(data.ratings, lengths)]).astype(np.float32)
+  return Interactions(
+      users=np.repeat(np.arange(data.num_users), lengths).astype(np.int32),
+      items=np.concatenate(keep).astype(np.int32), ratings=ratings,
+      order=np.concatenate([np.arange(n) for n in lengths]).astype(np.int64),
+      user_ids=x.user_ids, item_ids=x.item_ids,
+      source=f"{x.source} without each user's last {m} item(s)")
 
 
 def select_alpha(scorer: TwoStageScorer, alphas, ctx: FitContext) -> tuple[float, dict]:
@@ -175,9 +224,17 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
     fitted = retrieval_adapter.fit(r_cfg, sub)
     retrieval, retrieval_info = fitted.scorer, dict(fitted.info)
   retrieval_val = {k: v for k, v in ctx.validate(retrieval).items()}
+  list_retrieval = retrieval
+  if config.held_out_items:
+    if config.retrieval_run:
+      raise ValueError("model.held_out_items > 0 trains a second retrieval model in this run; "
+                       "it cannot be combined with model.retrieval_run")
+    sub = dataclasses.replace(ctx, train=without_last(ctx.train, data, config.held_out_items),
+                              run_dir=os.path.join(ctx.run_dir, "retrieval_held_out"))
+    list_retrieval = retrieval_adapter.fit(r_cfg, sub).scorer
 
   featurizer = make_featurizer(config.ranker.emb, authors)
-  lists = ListSource(config, data, retrieval, featurizer, ctx.seed)
+  lists = ListSource(config, data, list_retrieval, featurizer, ctx.seed)
   if not len(lists.rows):
     raise ValueError(f"{ctx.train.source}: no user has 2 or more training items")
   tc = config.train
@@ -195,13 +252,19 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
 
   def loss_fn(params, rng, batch):
     del rng
-    logits = logits_fn(params["phoenix"], batch["batch"])
+    logits = logits_fn(params["phoenix"], batch["batch"])                  # [B, C, A]
+    if config.retrieval_feature:
+      logits = fused_logits(logits, batch["retrieval"], params["fusion"])
     return losses.multi_label_sigmoid_loss(logits, batch["labels"], batch["mask"]), {}
 
   def batch_fn(step: int) -> dict:
     return lists.batch(batcher.indices(step), step)
 
   params = {"phoenix": transformed.init(jax.random.PRNGKey(ctx.seed), batch_fn(0)["batch"])}
+  if config.retrieval_feature:
+    temperature = float(losses.temperature_from_log(
+        list_retrieval.params["loss"]["log_temperature"]))
+    params["fusion"] = init_fusion(temperature, batching.NUM_ACTIONS)
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(ctx.seed + 1))
   update = train_lib.make_update_fn(loss_fn, optimizer, nan_policy="raise")
 

@@ -119,7 +119,8 @@ def test_hard_negatives_never_hold_the_user_s_items(small):
   source = adapter.ListSource(cfg, data, retrieval, make_featurizer(_emb(), None), seed=0)
   users = np.arange(data.num_users)
   cuts = np.full(data.num_users, 3)
-  hard = source.hard_negatives(users, cuts, np.random.default_rng(0))
+  hard = source.hard_negatives(users, source.retrieval_scores(users, cuts),
+                               np.random.default_rng(0))
   assert hard.shape == (data.num_users, 5)
   for u in users:
     assert not set(hard[u]) & set(data.sequences[u].tolist())
@@ -140,6 +141,27 @@ def test_hard_negatives_never_hold_the_user_s_items(small):
     assert set(hard[u]) <= set(negatives.tolist())
 
 
+def test_held_out_lists_cut_only_the_last_items_and_their_retrieval_never_saw_them(small):
+  x, data, retrieval, _ = small
+  held = adapter.without_last(x, data, 2)
+  kept = SequenceData.from_interactions(held)
+  for u in range(data.num_users):
+    np.testing.assert_array_equal(kept.sequences[u], data.sequences[u][:-2])
+  cfg = adapter.Config(ranker=RankingConfig(emb=_emb(), history_len=6, num_positives=1,
+                                            num_negatives=4, user_mode="shared"),
+                       num_candidates=6, num_hard_negatives=2, held_out_items=2)
+  source = adapter.ListSource(cfg, data, retrieval, make_featurizer(_emb(), None), seed=0)
+  lengths = data.lengths()
+  users = np.repeat(np.arange(data.num_users), 50)
+  cuts = source.cuts(users, np.random.default_rng(0))
+  assert np.all(cuts >= lengths[users] - 2) and np.all(cuts < lengths[users])
+  assert set(cuts - lengths[users]) == {-2, -1}              # both held-out positions
+  batch = source.batch(np.arange(len(source.rows)), step=0)
+  assert batch["retrieval"].shape == (len(source.rows), 5)
+  with pytest.raises(ValueError, match="model.held_out_items=-1"):
+    adapter.Config(held_out_items=-1)
+
+
 def test_config_refuses_more_hard_negatives_than_the_shortlist():
   with pytest.raises(ValueError, match="model.num_hard_negatives=40: must be in"):
     adapter.Config(num_candidates=30, num_hard_negatives=40)
@@ -149,6 +171,7 @@ def test_config_refuses_more_hard_negatives_than_the_shortlist():
 def run(tmp_path_factory):
   cfg = configs.get_config("dataset=synthetic,recipe=quick")
   cfg.model.alphas = (0.0,)          # the ranker alone orders the shortlist
+  cfg.model.held_out_items = 3       # and learns on a second retrieval model's shortlists
   return pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path_factory.mktemp("runs")))
 
 
@@ -189,3 +212,20 @@ def test_a_retrieval_run_of_another_split_is_refused(run, tmp_path):
   cfg.model.retrieval_run = _fake_retrieval_run(run, "f" * 16)
   with pytest.raises(ValueError, match=r"trained on split ffff.*this run's split is"):
     pipeline.train_and_evaluate(cfg, runs_root=str(tmp_path))
+
+
+def test_the_retrieval_feature_adds_the_retrieval_logit_per_head(small):
+  _, data, _, ranker = small
+  cand = np.tile(np.arange(5), (data.num_users, 1))
+  retrieval = np.linspace(-1, 1, data.num_users * 5).reshape(data.num_users, 5)
+  plain = ranker.probs(data, cand)
+  fusion = two_stage.init_fusion(2.0, batching.NUM_ACTIONS)      # logits stay unsaturated
+  fusion["w"][batching.CLICK] = 0.5
+  fused = two_stage.ListRanker(ranker.cfg, {**ranker.params, "fusion": fusion},
+                               ranker.featurizer, batch_size=4)
+  logit = lambda p: np.log(p) - np.log1p(-p)
+  got = logit(fused.probs(data, cand, retrieval))
+  want = logit(plain) + fusion["w"] * (retrieval / 2.0)[..., None]
+  np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+  with pytest.raises(ValueError, match="takes the retrieval scores"):
+    fused.probs(data, cand)
