@@ -52,6 +52,10 @@ class ModelConfig:
   activation: str = "swish"
   use_bottleneck: bool = True
   decoder_depth: int = 2
+  # log sigma^2 = log_var_scale * (its parameter): Adam moves a parameter by about the
+  # learning rate per step, so at scale 1 and lr 1e-3 the uncertainty weights barely leave
+  # their start in a 600-step run; a larger scale lets them settle (Kendall et al.'s optimum).
+  log_var_scale: float = 1.0
 
   def __post_init__(self):
     if self.input_norm not in ("none", "l2"):
@@ -61,6 +65,8 @@ class ModelConfig:
                        f"{self.activation!r}")
     if self.decoder_depth not in (0, 1, 2):
       raise ValueError(f"model.decoder_depth must be 0, 1 or 2, got {self.decoder_depth}")
+    if not self.log_var_scale > 0:
+      raise ValueError(f"model.log_var_scale must be > 0, got {self.log_var_scale}")
 
   def make(self, num_items: int) -> hk.Transformed:
     """Returns the haiku-transformed forward fn(x_rating, x_presence, is_training) -> AEOutput."""
@@ -104,8 +110,9 @@ class TwoHeadAE(hk.Module):
       d1, d2 = trunk("dec_item"), trunk("dec_rating")
     item_logits = hk.Linear(self.num_items, name="item_logits")(d1)       # [B, I]
     rating_pred = hk.Linear(self.num_items, name="rating_pred")(d2)       # [B, I]
-    log_var_presence = hk.get_parameter("log_var_presence", (), init=jnp.zeros)
-    log_var_rating = hk.get_parameter("log_var_rating", (), init=jnp.zeros)
+    scale = cfg.log_var_scale
+    log_var_presence = scale * hk.get_parameter("log_var_presence", (), init=jnp.zeros)
+    log_var_rating = scale * hk.get_parameter("log_var_rating", (), init=jnp.zeros)
     return AEOutput(item_logits, rating_pred, log_var_presence, log_var_rating, bottleneck)
 
 

@@ -112,6 +112,26 @@ def test_mult_dae_layout_has_one_tanh_code_and_output_layers_on_it():
     ModelConfig(activation="relu6")
 
 
+def test_log_var_scale_lets_adam_move_the_uncertainty_weights_that_much_faster():
+  import optax
+  x = jax.random.uniform(jax.random.PRNGKey(3), (4, I))
+  batch = {"presence": (x > 0.5).astype(jnp.float32), "rating": x,
+           "rating_mask": jnp.ones_like(x)}
+  loss_fn = losses.LossConfig().make()
+  moved = {}
+  for scale in (1.0, 100.0):
+    tf = ModelConfig(hidden_dim=16, bottleneck_dim=8, noise_std=0.0,
+                     log_var_scale=scale).make(I)
+    params = init_params(tf, I, 0)
+    value = lambda p: loss_fn(tf.apply(p, None, x, x, False), batch)[0]
+    opt = optax.adam(1e-3)
+    updates, _ = opt.update(jax.grad(value)(params), opt.init(params))
+    after = tf.apply(optax.apply_updates(params, updates), None, x, x, False)
+    moved[scale] = abs(float(after.log_var_presence))          # from 0 at init
+  assert moved[1.0] == pytest.approx(1e-3, rel=0.05)
+  assert moved[100.0] == pytest.approx(0.1, rel=0.05)
+
+
 # --- losses ---------------------------------------------------------------------------
 
 
