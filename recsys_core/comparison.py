@@ -98,6 +98,9 @@ def run(configs: Mapping[str, Sequence[Any]], *, name: str, runs_root: str,
         "status": "ok", "model": runs[0]["model"], "config": runs[0]["config"],
         "seeds": [r["seeds"][0] for r in runs],
         "metrics": {k: results.summarize(v) for k, v in values.items()},
+        # The selected validation metrics: what a choice between models may be based on.
+        "val_metrics": {k: results.summarize([r["metrics"][f"val/{k}"]["mean"] for r in runs])
+                        for k in keys if all(f"val/{k}" in r["metrics"] for r in runs)},
         "split_fingerprints": [r["split_fingerprint"] for r in runs],
         "fit_seconds": [r["fit_seconds"] for r in runs],
         "run_dirs": [r["run_dir"] for r in runs],

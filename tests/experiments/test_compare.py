@@ -38,6 +38,10 @@ def test_models_share_each_seeds_split_and_match_their_own_runs(tmp_path):
             for d in ease["run_dirs"]]
   assert record["metrics"]["ease:quick/ndcg@10"]["values"] == values
   assert ease["metrics"]["ndcg@10"]["mean"] == pytest.approx(np.mean(values))
+  # The selected validation metrics sit beside the test ones (a choice is made on them).
+  val = [json.load(open(os.path.join(d, "record.json")))["metrics"]["val/ndcg@10"]["mean"]
+         for d in ease["run_dirs"]]
+  assert ease["val_metrics"]["ndcg@10"]["values"] == val and val != values
   # Seed 1 found its own run (same config fingerprint, another name and folder); seed 0 none.
   assert ease["own_runs"][0] is None
   found = ease["own_runs"][1]
