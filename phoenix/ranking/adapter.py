@@ -299,6 +299,8 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
       "best_step": result.best_step, "final_step": int(result.state.step),
       "steps_per_epoch": sched.steps_per_epoch, "schedule": dataclasses.asdict(sched),
       "batch_size": batch_size, "train_seconds": round(result.train_seconds, 1),
-      "eval_history": [{k: r[k] for k in r if k in ("step", ctx.selection_metric, "alpha")}
+      # Per evaluation: the selection metric at every alpha (alpha/0: the ranker alone).
+      "eval_history": [{k: r[k] for k in r
+                        if k in ("step", ctx.selection_metric) or k.startswith("alpha")}
                        for r in result.history if r["event"] == "eval"]}
   return Fitted(scorer, info, companions={"retrieval": retrieval})
