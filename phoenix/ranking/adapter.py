@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from typing import Any, Optional
 
 import haiku as hk
@@ -241,12 +240,7 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
   batch_size = min(tc.batch_size, len(lists.rows))
   batcher = train_lib.EpochBatcher(len(lists.rows), batch_size, ctx.seed)
   sched = retrieval_adapter.schedule(tc, batcher.steps_per_epoch)
-  opt_cfg = dataclasses.replace(
-      config.optimizer, warmup_steps=sched.warmup_steps,
-      decay_steps=sched.decay_steps if config.optimizer.decay == "cosine" else 0)
-  if sched.ema_decay is not None:
-    opt_cfg = dataclasses.replace(opt_cfg, ema_decay=sched.ema_decay)
-  optimizer = train_lib.make_optimizer(opt_cfg)
+  optimizer = retrieval_adapter.scheduled_optimizer(config.optimizer, sched)
   transformed = hk.without_apply_rng(transform_logits(config.ranker))
   logits_fn = jax.jit(transformed.apply)
 
@@ -274,10 +268,7 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
                           config.num_candidates, cache_size=64)
 
   def eval_fn(p) -> dict[str, float]:
-    t0 = time.perf_counter()
-    _, metrics = select_alpha(two_stage(p), config.alphas, ctx)
-    metrics["eval_seconds"] = time.perf_counter() - t0
-    return metrics
+    return select_alpha(two_stage(p), config.alphas, ctx)[1]
 
   result = fit_selecting(
       update, state, batch_fn, ctx, eval_fn, num_steps=sched.num_steps,

@@ -18,7 +18,6 @@ Shape glossary: B batch, S history length, I items, D embedding size.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Optional
 
 import jax
@@ -129,6 +128,16 @@ def schedule(tc: TrainConfig, per_epoch: int) -> Schedule:
                   steps(tc.checkpoint_every_epochs), ema)
 
 
+def scheduled_optimizer(opt: train_lib.OptimizerConfig, sched: Schedule):
+  """The optimizer of `opt` with the schedule's warm-up, cosine length (decay="cosine") and,
+  when the schedule sizes it, parameter average."""
+  opt = dataclasses.replace(opt, warmup_steps=sched.warmup_steps,
+                            decay_steps=sched.decay_steps if opt.decay == "cosine" else 0)
+  if sched.ema_decay is not None:
+    opt = dataclasses.replace(opt, ema_decay=sched.ema_decay)
+  return train_lib.make_optimizer(opt)
+
+
 def item_authors(author: str, ctx: FitContext) -> tuple[Optional[np.ndarray], dict]:
   """[I] (or [I, F]) author ids per item for `author`, from the dataset's attribute file:
   a named dataset's own, or for a user's file (data.name="file") the columns of
@@ -158,21 +167,14 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
   batch_size = min(tc.batch_size, len(task.train_users))
   batcher = train_lib.EpochBatcher(len(task.train_users), batch_size, ctx.seed)
   sched = schedule(tc, batcher.steps_per_epoch)
-  opt_cfg = dataclasses.replace(config.optimizer, warmup_steps=sched.warmup_steps,
-                                decay_steps=sched.decay_steps if config.optimizer.decay ==
-                                "cosine" else 0)
-  if sched.ema_decay is not None:
-    opt_cfg = dataclasses.replace(opt_cfg, ema_decay=sched.ema_decay)
-  optimizer = train_lib.make_optimizer(opt_cfg)
+  optimizer = scheduled_optimizer(config.optimizer, sched)
   params = task.fns.init(jax.random.PRNGKey(ctx.seed), task.example_batch()["batch"])
   state = train_lib.init_train_state(params, optimizer, jax.random.PRNGKey(ctx.seed + 1))
   update = train_lib.make_update_fn(task.loss_fn, optimizer, nan_policy="raise")
 
   def eval_fn(p) -> dict[str, float]:
-    t0 = time.perf_counter()
     out = dict(ctx.validate(task.scorer(p)))
     out["temperature"] = float(losses.temperature_from_log(p["loss"]["log_temperature"]))
-    out["eval_seconds"] = time.perf_counter() - t0
     return out
 
   result = fit_selecting(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from recsys_core.data.source import DataConfig
@@ -53,11 +54,20 @@ def fit_selecting(update: Callable, state: Any, batch_fn: Callable[[int], Any],
                   eval_online_params: bool = False, config: Any = None) -> Any:
   """`recsys_core.train.fit` as the gradient models use it: resumable in ctx.run_dir, the
   params of the best ctx.selection_metric (maximised) kept, early stop after `patience`
-  evaluations without a gain (0: never), a wall-clock budget per call. Returns FitResult."""
+  evaluations without a gain (0: never), a wall-clock budget per call; each evaluation's
+  record gets its "eval_seconds". Returns FitResult."""
   from recsys_core import train  # pylint: disable=g-import-not-at-top
+
+  def timed_eval(params) -> dict[str, float]:
+    start = time.perf_counter()
+    out = dict(eval_fn(params))
+    out["eval_seconds"] = time.perf_counter() - start
+    return out
+
   loop = train.LoopConfig(
       num_steps=num_steps, log_every=log_every, eval_every=eval_every,
       checkpoint_every=checkpoint_every, best_metric=ctx.selection_metric, best_mode="max",
       patience=patience or None, progress_bar=False, max_seconds=max_seconds,
       eval_online_params=eval_online_params)
-  return train.fit(update, state, batch_fn, loop, ctx.run_dir, eval_fn=eval_fn, config=config)
+  return train.fit(update, state, batch_fn, loop, ctx.run_dir, eval_fn=timed_eval,
+                   config=config)

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any, Callable, Optional
 
 import haiku as hk
@@ -494,14 +493,9 @@ def fit(config: Config, ctx: FitContext) -> Fitted:
   encode_last = make_encode_last(net)
   scorer = lambda p: SASRecScorer(config, p, data.num_items, encode_last)
 
-  def eval_fn(p) -> dict[str, float]:
-    t0 = time.perf_counter()
-    out = dict(ctx.validate(scorer(p)))
-    out["eval_seconds"] = time.perf_counter() - t0
-    return out
-
+  validate = lambda p: ctx.validate(scorer(p))
   result = fit_selecting(
-      update, state, batches.batch_fn(batcher), ctx, eval_fn, num_steps=sched.num_steps,
+      update, state, batches.batch_fn(batcher), ctx, validate, num_steps=sched.num_steps,
       eval_every=sched.eval_every, checkpoint_every=sched.checkpoint_every,
       log_every=config.log_every, patience=config.patience, max_seconds=config.max_seconds,
       config=dataclasses.asdict(config))
